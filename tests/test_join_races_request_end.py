@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import inferwatch
-from inferwatch.core import call_wrappers
+from inferwatch.core import call_recorder
 from inferwatch.core import request as request_module
 from inferwatch.core.registry import Registry
 from inferwatch.core.request import Request, current_request
@@ -50,7 +50,7 @@ def test_a_model_call_whose_request_ends_as_it_joins_is_counted_once(registry, m
                                     registry=registry)
     mon = registry.monitor("fraud", "1")
     request = Request.open(mon, "r-1")
-    original = call_wrappers.snapshot
+    original = call_recorder.snapshot
     fired: list[bool] = []
 
     def snapshot(value: Any) -> Any:  # the copy of the call's result, made as it joins
@@ -59,7 +59,7 @@ def test_a_model_call_whose_request_ends_as_it_joins_is_counted_once(registry, m
             _end_elsewhere(request, mon, drain)
         return original(value)
 
-    monkeypatch.setattr(call_wrappers, "snapshot", snapshot)
+    monkeypatch.setattr(call_recorder, "snapshot", snapshot)
     assert predict(21) == 42
     assert fired
     request.close(None)

@@ -159,7 +159,7 @@ def test_a_calls_input_is_not_written_into_a_request_that_ended(
     captured its input: the input was still written into the record handed to the drain,
     where it was checked or not by when the drain ran."""
     np = pytest.importorskip("numpy")
-    from inferwatch.core import call_wrappers
+    from inferwatch.core import call_recorder
     from inferwatch.core.request import Request
     from inferwatch.quality.reference import Reference
     from request_totals import run_in_thread
@@ -168,7 +168,7 @@ def test_a_calls_input_is_not_written_into_a_request_that_ended(
     predict = inferwatch.instrument(lambda x: 0.5, name="fraud", version="1",
                                     reference=Reference.from_data(rows), registry=registry)
     mon = registry.monitor("fraud", "1")
-    original = call_wrappers.snapshot_input
+    original = call_recorder.snapshot_input
     opened: list[Request] = []
 
     def snapshot_input(value: Any) -> Any:
@@ -183,7 +183,7 @@ def test_a_calls_input_is_not_written_into_a_request_that_ended(
         opened.append(Request.open(mon, "r-1"))
         return predict(np.array([[0.1, 0.2]]))
 
-    monkeypatch.setattr(call_wrappers, "snapshot_input", snapshot_input)
+    monkeypatch.setattr(call_recorder, "snapshot_input", snapshot_input)
     # In a context of its own, as a server's handler runs: closed by another thread, the
     # request stays its context's current one, where no later test may run its calls.
     assert contextvars.copy_context().run(handler) == 0.5

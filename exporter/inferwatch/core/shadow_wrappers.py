@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from inferwatch import faults
 from inferwatch.core import call_wrappers
-from inferwatch.core.call_wrappers import ShadowRoute, named_call_id
+from inferwatch.core.call_recorder import named_call_id
+from inferwatch.core.call_wrappers import ShadowRoute
 from inferwatch.core.callable_kinds import accepts_keyword
 from inferwatch.core.request import _current as open_request
 from inferwatch.core.request import current_request_of

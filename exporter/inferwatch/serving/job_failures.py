@@ -130,9 +130,9 @@ def _counting_code() -> frozenset[CodeType]:
     global _counting
     if _counting:
         return _counting
-    from inferwatch.core import call_wrappers, stream_objects, streams
+    from inferwatch.core import call_recorder, call_wrappers, stream_objects, streams
 
-    recorder = call_wrappers._CallRecorder
+    recorder = call_recorder.CallRecorder
     codes = {recorder.call.__code__, recorder.call_async.__code__, recorder.join.__code__,
              streams.follow_sync.__code__, streams.follow_async.__code__}
     for proxy in (stream_objects.StreamProxy, stream_objects.AsyncStreamProxy):
