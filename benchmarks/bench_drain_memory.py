@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 
+from benchmarks.bench_shapes import _Model
 from benchmarks.common import Row, fmt_seconds
 
 CALLS_PER_DRAIN = 1000
@@ -44,15 +45,9 @@ def _child(kind: str, primed: bool, drains: int) -> dict[str, float]:
     positive = rng.random(ROWS)
     matrix = np.column_stack([1 - positive, positive])
 
-    class Model:
-        def predict_proba(self, x: object) -> np.ndarray:
-            return matrix
-
-        def predict(self, x: object) -> np.ndarray:
-            return positive
-
     monitors = Registry(drain_interval=3600)
-    method = getattr(instrument(Model(), name="bench", version="1", registry=monitors), kind)
+    model = _Model(positive, matrix)
+    method = getattr(instrument(model, name="bench", version="1", registry=monitors), kind)
     rows = np.zeros((ROWS, 2))
     clock = 0.0
 
