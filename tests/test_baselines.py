@@ -16,7 +16,14 @@ from hypothesis import strategies as st
 import baseline_simulator as sim
 from inferwatch.catalogue import CATALOGUE
 from inferwatch.generate import render, rule_files
-from inferwatch.generate.baselines import SIGNALS, recording_rules
+from inferwatch.generate.baselines import (
+    SIGNALS,
+    calls_name,
+    helper_rules,
+    recording_rules,
+    shadows_name,
+    timed_calls_name,
+)
 from inferwatch.generate.config import DEFAULT, ConfigError, from_dict
 from inferwatch.generate.promql import recent_shadow_versions
 from inferwatch.generate.rules import baseline_alerting_groups, baseline_recording_groups
@@ -210,21 +217,30 @@ def test_the_hand_written_cases_hold_without_any_seasonal_model(tmp_path: Path) 
 
 def test_baselines_aggregate_versions_away() -> None:
     # A rollout's new version joins the model's baseline; only shadows are left out (by
-    # their versions, in `unless on (model, model_version)`), and never kept as a label.
+    # their versions, in `unless on (model, model_version)` of the recorded shadow
+    # versions), and never kept as a label.
     windows = {getattr(DEFAULT.baselines, name).window for name in SIGNALS}
-    shadows = [" ".join(recent_shadow_versions(DEFAULT, w).split()) for w in windows]
+    shared = dict(helper_rules(DEFAULT))
+    for window in windows:
+        assert shared[shadows_name(window)] == recent_shadow_versions(DEFAULT, window)
+        calls = " ".join(shared[calls_name(window)].split())
+        assert calls.startswith("sum by (model) ( rate(inferwatch_requests_total{"), calls
     for name, expr in recording_rules(DEFAULT):
+        if name in shared:
+            continue
         flat = " ".join(expr.split())
-        for text in shadows:
-            flat = flat.replace(f"unless on (model, model_version) {text}", "")
+        for window in windows:
+            flat = flat.replace(f"unless on (model, model_version) {shadows_name(window)}", "")
         assert "inferwatch_model_info" not in flat, expr
+        assert "inferwatch_baseline_shadows" not in flat, expr
         if name.startswith("model:inferwatch_baseline_latency:value_"):
             # Each version's quantile of its own buckets, weighted by its calls, summed by
             # model on both sides of the division: the versions go no further.
+            weight = re.escape(timed_calls_name(DEFAULT.baselines.latency.window))
             assert re.fullmatch(r"\( sum by \(model\) \( histogram_quantile\(.*\)\) \* on "
-                                r"\(model, model_version\) .* \) / sum by \(model\) \( .* \) "
-                                r"\) > -Inf < \+Inf", flat), expr
-            assert flat.count("by (model, model_version") == 3, expr
+                                rf"\(model, model_version\) {weight} \) / sum by \(model\) "
+                                rf"\({weight}\) \) > -Inf < \+Inf", flat), expr
+            assert flat.count("by (model, model_version") == 1, expr
             continue
         kept = re.findall(r"\b(?:by|on) \(([^)]*)\)", flat)
         assert all("model_version" not in labels for labels in kept), expr

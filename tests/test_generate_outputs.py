@@ -380,9 +380,11 @@ def test_thresholds_reach_the_alert_expressions() -> None:
     for spec in SIGNALS.values():
         signal = {key.rsplit(".", 1)[1]: value for key, value in SENTINELS.items()
                   if key.startswith(f"baselines.{spec.key}.")}
-        # Traffic guards on its own trailing mean; the others on the model's calls.
+        # Traffic guards on its own trailing mean; the others on the model's calls over
+        # their own window, recorded once (baselines.helper_rules).
         traffic = (f"[{signal['baseline_window']}] offset {signal['baseline_offset']}"
-                   if spec.key == "traffic" else 'cluster="c-sentinel"')
+                   if spec.key == "traffic" else
+                   f"model:inferwatch_baseline_calls:rate{signal['window']} >= ")
         expected[spec.alert] = [f"value_{signal['window']}", f"[{signal['window']}]",
                                 f"offset {signal['min_history']}",
                                 number(signal["min_traffic"]), traffic]
@@ -558,14 +560,16 @@ def test_recording_rules_follow_level_metric_operation(files: dict[str, str]) ->
         assert level and operation and metric.startswith("inferwatch_"), rule["record"]
         if metric.startswith("inferwatch_baseline_"):
             # Baselines aggregate versions away: a deploy keeps its model's history. Only
-            # shadow versions (those that ran as shadows within the window) are named, to be
-            # left out.
+            # shadow versions (those that ran as shadows within the window, recorded once)
+            # are named, to be left out, and each version's timed calls weigh its latency.
             serving = re.sub(
-                r"unless on \(model, model_version\) \( max by \(model, model_version\) "
-                r"\(inferwatch_model_info\{[^}]*\}\) or \( max by \(model, model_version\) "
-                r"\( max_over_time\(inferwatch_model_info\{[^}]*\}\[\w+\]\) \) unless on "
-                r"\(model, model_version\) inferwatch_model_info\{[^}]*\} \) \)", "",
+                r"unless on \(model, model_version\) "
+                r"model_version:inferwatch_baseline_shadows:recent\w+", "",
                 " ".join(rule["expr"].split()))
+            if level == "model_version":
+                assert metric in ("inferwatch_baseline_shadows",
+                                  "inferwatch_baseline_timed_calls"), rule
+                continue
             if rule["record"].startswith("model:inferwatch_baseline_latency:value_"):
                 # Per version, weighted and summed by model (test_baselines.py says how).
                 assert serving.startswith("( sum by (model) ( histogram_quantile("), rule

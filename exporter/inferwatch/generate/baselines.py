@@ -35,8 +35,8 @@ An alert fires when the value leaves the band on its side, the value was already
 'model:inferwatch_baseline_traffic:expected'
 >>> value_name(DEFAULT, SIGNALS["missing"])
 'model_feature:inferwatch_baseline_missing:value_10m'
->>> len(recording_rules(DEFAULT))  # 9 signals x 4 statistics, and 10 values (p50 and p99)
-46
+>>> len(recording_rules(DEFAULT))  # 3 shared, 9 signals x 4 statistics, 10 values
+49
 """
 
 from __future__ import annotations
@@ -103,16 +103,64 @@ def _rate(cfg: Config, counter: str, window: str, by: str = "model", *extra: str
     stopping one must not move the model's baselines."""
     rates = f"rate({counter}{model_sel(cfg, *extra)}[{window}])"
     return f"sum by ({by}) (\n  {rates}\n  unless on (model, model_version)\n  " \
-           f"{_indent(_shadows(cfg, window), 2)}\n)"
+           f"{shadows_name(window)}\n)"
 
 
-def _shadows(cfg: Config, window: str) -> str:
-    """The versions to leave out of a value over `window`: those that ran as shadows within
-    it. A removed (or dead) shadow's info series ends at once, its rates and rolling
-    quantiles only `window` later; read by the current info alone, they entered the
-    model's baselines, and its history, meanwhile. Both read the same samples, in the same
-    rule: the same window suffices."""
-    return recent_shadow_versions(cfg, window)
+def shadows_name(window: str) -> str:
+    """The recorded versions to leave out of a value over `window`: those that ran as
+    shadows within it (:func:`helper_rules`).
+
+    >>> shadows_name("10m")
+    'model_version:inferwatch_baseline_shadows:recent10m'
+    """
+    return record_name("model_version", "inferwatch_baseline_shadows", f"recent{window}")
+
+
+def calls_name(window: str) -> str:
+    """The recorded calls per second of each model's serving versions over `window`: the
+    traffic value, the error ratio's denominator and every alert's traffic guard.
+
+    >>> calls_name("10m")
+    'model:inferwatch_baseline_calls:rate10m'
+    """
+    return record_name("model", "inferwatch_baseline_calls", f"rate{window}")
+
+
+def timed_calls_name(window: str) -> str:
+    """The recorded calls per second of each serving version that timed calls over
+    `window` (its latency histogram's count), the weight of its latency quantile."""
+    return record_name("model_version", "inferwatch_baseline_timed_calls", f"rate{window}")
+
+
+def helper_rules(cfg: Config) -> list[tuple[str, str]]:
+    """The series the signals' rules share, first in the group, per window in use.
+
+    PromQL computes an operand as often as it is written: the shadow versions were read in
+    every model-level value (16 times an evaluation at the defaults) and in every alert's
+    traffic guard, and the model's calls per second three times more. Rules later in the
+    same group, and the alerts, read each once recorded. A removed (or dead) shadow's info
+    series ends at once, its rates and rolling quantiles only a window later; read by the
+    current info alone, they entered the model's baselines, and its history, meanwhile:
+    the shadows of a window are those seen in it.
+
+    >>> from inferwatch.generate.config import DEFAULT
+    >>> [name for name, _ in helper_rules(DEFAULT)]  # doctest: +NORMALIZE_WHITESPACE
+    ['model_version:inferwatch_baseline_shadows:recent10m',
+     'model:inferwatch_baseline_calls:rate10m',
+     'model_version:inferwatch_baseline_timed_calls:rate10m']
+    """
+    specs = enabled(cfg)
+    rules: list[tuple[str, str]] = []
+    for window in dict.fromkeys(settings(cfg, spec).window for spec in specs):
+        rules.append((shadows_name(window), recent_shadow_versions(cfg, window)))
+        rules.append((calls_name(window), _rate(cfg, "inferwatch_requests_total", window)))
+    latency = SIGNALS["latency"]
+    if latency in specs:
+        window = settings(cfg, latency).window
+        version_calls = _rate(cfg, "inferwatch_request_duration_seconds_bucket", window,
+                              MODEL_LABELS, 'le="+Inf"')
+        rules.append((timed_calls_name(window), f"{version_calls} > 0"))
+    return rules
 
 
 def _all_versions_rate(cfg: Config, counter: str, window: str, by: str, *extra: str) -> str:
@@ -122,15 +170,15 @@ def _all_versions_rate(cfg: Config, counter: str, window: str, by: str, *extra: 
 
 
 def _traffic(cfg: Config, window: str) -> list[str]:
-    return [_rate(cfg, "inferwatch_requests_total", window)]
+    return [calls_name(window)]
 
 
 def _errors(cfg: Config, window: str) -> list[str]:
-    calls = _rate(cfg, "inferwatch_requests_total", window)
+    calls = calls_name(window)
     errors = _rate(cfg, "inferwatch_requests_total", window, "model", 'outcome="error"')
     # A model that never failed has no error series: its ratio is 0, not absent, so its
     # history starts with its traffic.
-    return [f"(\n  {errors}\n  or\n  {calls} * 0\n)\n/\n{calls}"]
+    return [f"(\n  {_indent(errors, 2)}\n  or\n  {calls} * 0\n)\n/\n{calls}"]
 
 
 def _latency(cfg: Config, window: str) -> list[Any]:
@@ -141,12 +189,11 @@ def _latency(cfg: Config, window: str) -> list[Any]:
     # gives its own quantile; versions without calls in the window weigh nothing.
     bucket = "inferwatch_request_duration_seconds_bucket"
     buckets = _rate(cfg, bucket, window, "model, model_version, le")
-    version_calls = _rate(cfg, bucket, window, MODEL_LABELS, 'le="+Inf"')
-    calls = f"(\n  {_indent(version_calls, 2)}\n) > 0"
+    calls = timed_calls_name(window)  # each version's, where it timed calls (helper_rules)
     # One rule per quantile, told apart by a rule label (promtool's lint sees those).
     return [(f"sum by (model) (\n  histogram_quantile({q}, {_indent(buckets, 2)})\n"
-             f"  * on ({MODEL_LABELS})\n  (\n    {_indent(calls, 4)}\n  )\n)\n/\n"
-             f"sum by (model) (\n  {_indent(calls, 2)}\n)", {"quantile": q})
+             f"  * on ({MODEL_LABELS})\n  {calls}\n)\n/\n"
+             f"sum by (model) ({calls})", {"quantile": q})
             for q in cfg.baselines.latency_quantiles]
 
 
@@ -162,7 +209,7 @@ def _summary(metric: str, labels: str, quantiles: tuple[str, ...]) -> Callable[[
         # mean NaN, a gap, and hides what the serving replicas do.
         return [f"# quantiles {', '.join(chosen)}\n"
                 f"avg by ({labels}) (\n  avg_over_time({metric}{selected}[{window}]) >= -Inf\n"
-                f"  unless on (model, model_version)\n  {_indent(_shadows(cfg, window), 2)}\n)"]
+                f"  unless on (model, model_version)\n  {shadows_name(window)}\n)"]
 
     return values  # type: ignore[return-value]
 
@@ -527,14 +574,16 @@ def _band_width(cfg: Config, spec: SignalSpec, sigma: str) -> str:
 
 
 def recording_rules(cfg: Config) -> list[tuple[str, str]]:
-    """Every enabled signal's recording rules."""
-    return [rule for spec in enabled(cfg) for rule in signal_rules(cfg, spec)]
+    """The shared series and every enabled signal's recording rules, in group order."""
+    return helper_rules(cfg) + [rule for spec in enabled(cfg)
+                                for rule in signal_rules(cfg, spec)]
 
 
 def recording_groups(cfg: Config) -> list[dict[str, object]]:
     """The baseline recording group, evaluated at its own interval (none when all are off)."""
-    rules = [{"record": name, "expr": expr, **({"labels": labels} if labels else {})}
-             for spec in enabled(cfg) for name, expr, labels in _signal_rules(cfg, spec)]
+    rules = [{"record": name, "expr": expr} for name, expr in helper_rules(cfg)]
+    rules += [{"record": name, "expr": expr, **({"labels": labels} if labels else {})}
+              for spec in enabled(cfg) for name, expr, labels in _signal_rules(cfg, spec)]
     if not rules:
         return []
     return [{"name": GROUP, "interval": cfg.baselines.evaluation_interval, "rules": rules}]
@@ -554,8 +603,7 @@ def alert_expr(cfg: Config, spec: SignalSpec) -> str:
         # Traffic guards itself on its history: a drop to nothing must still fire.
         traffic = f"{trailing_mean(cfg, spec)} >= {number(own.min_traffic)}"
     else:
-        calls = _rate(cfg, "inferwatch_requests_total", own.window)
-        traffic = f"{calls} >= {number(own.min_traffic)}"
+        traffic = f"{calls_name(own.window)} >= {number(own.min_traffic)}"
     return (f"{band}\nand on ({spec.by})\n{history}\n"
             f"and on (model)\n{traffic}")
 
