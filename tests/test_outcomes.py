@@ -133,9 +133,9 @@ def test_every_row_of_a_batch_joins(scraper):
 
 
 def test_rows_past_the_memory_bound_are_counted_unmatched():
-    from inferwatch.core.outcomes import _entry_bytes
+    from inferwatch.core.outcome_sizes import entry_bytes
 
-    hundred_rows = _entry_bytes("big", tuple("1" * 100), None)
+    hundred_rows = entry_bytes("big", tuple("1" * 100), None)
     joiner = OutcomeJoiner(max_bytes=hundred_rows)
     joiner.remember("big", tuple("1" * 150), None, at=0.0)
     assert joiner.estimated_bytes <= joiner.max_bytes
@@ -166,7 +166,7 @@ def test_cache_memory_measured_by_tracemalloc_stays_under_max_bytes(kind, rows):
                       max_size=200),
        max_bytes=st.integers(1, 20_000))
 def test_estimated_bytes_stay_within_max_bytes(steps, max_bytes):
-    from inferwatch.core.outcomes import _entry_bytes
+    from inferwatch.core.outcome_sizes import entry_bytes
 
     joiner = OutcomeJoiner(max_entries=25, max_bytes=max_bytes)
     for remember, key, rows in steps:
@@ -180,7 +180,7 @@ def test_estimated_bytes_stay_within_max_bytes(steps, max_bytes):
         largest = max((entry[3] for entry in joiner._pending.values()), default=0)
         assert joiner.estimated_bytes <= max(max_bytes, largest)  # one entry is always kept
         assert len(joiner) <= 25 and len(joiner._joined) <= 25
-    assert _entry_bytes("r", ("a",), None) > 0
+    assert entry_bytes("r", ("a",), None) > 0
 
 
 _ROWS = st.one_of(st.none(), st.lists(st.sampled_from(["a", "fraud", "é", "legit"]), max_size=40)

@@ -15,7 +15,7 @@ import inferwatch
 from conftest import Scraper
 from inferwatch.core import drain_folds, huge_records, pending_calls, record_joins
 from inferwatch.core.array_rows import ArrayRows, label_lengths, labels_length
-from inferwatch.core.outcomes import _sizeof
+from inferwatch.core.outcome_sizes import sizeof
 
 # The series one call of labels or values feeds (its durations aside).
 _SERIES = ("inferwatch_requests_total", "inferwatch_batch_size",
@@ -206,7 +206,7 @@ def test_label_lengths_are_the_lengths_of_the_labels_text(values):
     assert label_lengths(array).tolist() == [len(str(v)) for v in values]
     assert labels_length(array) == sum(len(str(v)) for v in values)
     rows = ArrayRows((array,), labels=True)
-    assert rows.row_sizes().tolist() == [_sizeof(str(v)) for v in values]
+    assert rows.row_sizes().tolist() == [sizeof(str(v)) for v in values]
 
 
 @settings(max_examples=100, deadline=None)
@@ -230,8 +230,8 @@ def test_array_rows_read_as_the_tuple_of_their_rows(columns, kind):
     assert rows == as_tuple and len(rows) == len(as_tuple)
     assert [rows[i] for i in range(len(rows))] == list(as_tuple)
     assert tuple(rows[1:]) == as_tuple[1:]
-    assert rows.row_sizes().tolist() == [_sizeof(row) for row in as_tuple]
-    assert rows.held_bytes() == sum(map(_sizeof, as_tuple)) == rows[:].held_bytes()
+    assert rows.row_sizes().tolist() == [sizeof(row) for row in as_tuple]
+    assert rows.held_bytes() == sum(map(sizeof, as_tuple)) == rows[:].held_bytes()
 
 
 def _sliced_then_whole(monkeypatch, make_model, call, truth, values: bool) -> list:

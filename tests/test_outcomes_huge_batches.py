@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import inferwatch
-from inferwatch.core import array_rows, outcomes, record_joins
+from inferwatch.core import array_rows, outcome_sizes, record_joins
 from inferwatch.core.array_rows import ArrayRows
-from inferwatch.core.outcomes import OutcomeJoiner, _fitted, _sizeof, row_bytes
+from inferwatch.core.outcome_sizes import fitted_entry, row_bytes, sizeof
+from inferwatch.core.outcomes import OutcomeJoiner
 from inferwatch.core.prediction_classes import class_labels, labels_and_lengths
 from inferwatch.core.registry import Registry
 
@@ -26,9 +27,9 @@ def _fitted_row_by_row(request_id: str, classes: tuple | None, values: tuple | N
     size = _row_by_row_entry_bytes(request_id, rows)
     if size <= max_bytes:
         return classes, values, size
-    budget = max_bytes - (outcomes._ENTRY_OVERHEAD_BYTES + sys.getsizeof(request_id)
+    budget = max_bytes - (outcome_sizes.ENTRY_OVERHEAD_BYTES + sys.getsizeof(request_id)
                           + sys.getsizeof(()))
-    costs = itertools.accumulate(_sizeof(row) + outcomes._TUPLE_SLOT_BYTES for row in rows)
+    costs = itertools.accumulate(sizeof(row) + outcome_sizes.TUPLE_SLOT_BYTES for row in rows)
     fit = max(1, sum(1 for _ in itertools.takewhile(lambda cost: cost <= budget, costs)))
     kept = rows[:fit]
     if classes is not None:
@@ -37,8 +38,8 @@ def _fitted_row_by_row(request_id: str, classes: tuple | None, values: tuple | N
 
 
 def _row_by_row_entry_bytes(request_id: str, rows: tuple) -> int:
-    return (outcomes._ENTRY_OVERHEAD_BYTES + _sizeof(request_id) + sys.getsizeof(())
-            + outcomes._TUPLE_SLOT_BYTES * len(rows) + sum(map(_sizeof, rows)))
+    return (outcome_sizes.ENTRY_OVERHEAD_BYTES + sizeof(request_id) + sys.getsizeof(())
+            + outcome_sizes.TUPLE_SLOT_BYTES * len(rows) + sum(map(sizeof, rows)))
 
 
 _CELLS = [st.floats(allow_nan=False), st.text(max_size=6), st.none(), st.integers()]
@@ -66,7 +67,7 @@ _ROWS = st.one_of(
 def test_a_batch_is_cut_where_sizing_every_row_cut_it(rows, as_classes, max_bytes):
     rows = tuple(rows)
     classes, values = (rows, None) if as_classes else (None, rows)
-    assert _fitted("r-17", classes, values, max_bytes) == \
+    assert fitted_entry("r-17", classes, values, max_bytes) == \
         _fitted_row_by_row("r-17", classes, values, max_bytes)
 
 
@@ -126,7 +127,7 @@ def test_row_cap_bounds_every_entry_the_cache_can_keep():
     joiner = OutcomeJoiner(max_bytes=4096)
     cap = joiner.row_cap()
     # Rows of the smallest object there is: one more than the cap would not fit.
-    _, values, size = _fitted("r", None, (None,) * (cap + 50), 4096)
+    _, values, size = fitted_entry("r", None, (None,) * (cap + 50), 4096)
     assert len(values) <= cap and size <= 4096
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import inferwatch
 from inferwatch.core import huge_records, pending_calls, record_joins
 from inferwatch.core.array_rows import ArrayRows
-from inferwatch.core.outcomes import _sizeof
+from inferwatch.core.outcome_sizes import sizeof
 from test_outcomes_array_rows import (
     _assert_same_samples,
     judged_after_drain,
@@ -139,8 +139,8 @@ def test_label_table_rows_read_as_the_tuples_of_their_labels(columns):
     assert tuple(rows) == expected and rows == expected
     assert [rows[i] for i in range(len(rows))] == list(expected)
     assert tuple(rows[1:]) == expected[1:]
-    assert rows.row_sizes().tolist() == [_sizeof(row) for row in expected]
-    assert rows.held_bytes() == sum(map(_sizeof, expected))
+    assert rows.row_sizes().tolist() == [sizeof(row) for row in expected]
+    assert rows.held_bytes() == sum(map(sizeof, expected))
 
 
 def test_a_huge_label_table_under_one_request_id_lets_go_of_the_lock_between_slices():

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch import faults
-from inferwatch.core.outcomes import OutcomeJoiner, _entry_bytes
+from inferwatch.core.outcome_sizes import entry_bytes
+from inferwatch.core.outcomes import OutcomeJoiner
 from inferwatch.core.records import label_score_matrix
 
 
@@ -105,7 +106,7 @@ def test_a_label_longer_than_the_cut_joins_its_prediction(scraper, length):
 def test_one_label_for_a_batch_over_the_bound_counts_the_rows_it_could_not_keep():
     """One label judges every row of a batch; the rows past the byte bound were neither
     judged nor counted, while a label per row counted them as ``rows_over_bound``."""
-    joiner = OutcomeJoiner(max_bytes=_entry_bytes("big", tuple("1" * 100), None))
+    joiner = OutcomeJoiner(max_bytes=entry_bytes("big", tuple("1" * 100), None))
     for truth in ("1", ["1"] * 150):
         joiner.remember("big", tuple("1" * 150), None, at=0.0)
         joined = joiner.join("big", truth, at=1.0)

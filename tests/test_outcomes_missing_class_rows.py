@@ -148,10 +148,10 @@ def test_a_regressor_row_without_a_value_still_counts_missing_label(scraper, mak
 
 def test_a_batch_with_a_missing_row_takes_the_memory_of_a_whole_batch():
     """The row without a class is kept as None: no more than a label would take."""
-    from inferwatch.core.outcomes import _entry_bytes
+    from inferwatch.core.outcome_sizes import entry_bytes
 
-    whole = _entry_bytes("r-1", ("1",) * 64, None)
-    assert _entry_bytes("r-1", ("1",) * 63 + (None,), None) <= whole
+    whole = entry_bytes("r-1", ("1",) * 64, None)
+    assert entry_bytes("r-1", ("1",) * 63 + (None,), None) <= whole
 
 
 # --- random batches with random missing rows -----------------------------------------------------

@@ -17,7 +17,8 @@ from sklearn.metrics import mean_absolute_error
 from sklearn.multioutput import MultiOutputRegressor
 
 import inferwatch
-from inferwatch.core.outcomes import OutcomeJoiner, _entry_bytes
+from inferwatch.core.outcome_sizes import entry_bytes
+from inferwatch.core.outcomes import OutcomeJoiner
 from inferwatch.quality.reference import Reference
 
 RNG = np.random.default_rng(7)
@@ -217,7 +218,7 @@ def test_outputs_returned_side_by_side_with_a_non_finite_value_join_every_row(sc
 def test_a_batch_over_the_byte_bound_keeps_its_first_rows_with_every_output():
     outputs = 3
     row = (0.5, 1.5, 2.5)
-    hundred_rows = _entry_bytes("big", None, (row,) * 100)
+    hundred_rows = entry_bytes("big", None, (row,) * 100)
     joiner = OutcomeJoiner(max_bytes=hundred_rows)
     joiner.remember("big", None, (row,) * 150, at=0.0)
     assert joiner.estimated_bytes <= joiner.max_bytes

@@ -20,7 +20,7 @@ from inferwatch.core.array_rows import ArrayRows
 from inferwatch.core.class_probabilities import top_classes
 from inferwatch.core.column_arrays import is_column
 from inferwatch.core.outcome_labels import kept_label
-from inferwatch.core.outcomes import row_bytes
+from inferwatch.core.outcome_sizes import row_bytes
 from inferwatch.core.pending_calls import (
     LaterJoin,
     LaterLabelColumn,

@@ -25,7 +25,7 @@ import numpy as np
 
 from inferwatch.core.array_rows import MAX_LABEL_CHARS, ArrayRows
 from inferwatch.core.outcome_labels import kept_label
-from inferwatch.core.outcomes import row_bytes
+from inferwatch.core.outcome_sizes import row_bytes
 from inferwatch.core.result_arrays import is_missing
 
 

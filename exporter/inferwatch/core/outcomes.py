@@ -50,28 +50,30 @@ outcome row counts one ``inferwatch_outcomes_total{result}`` against its own out
 
 from __future__ import annotations
 
-import itertools
 import math
 import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from collections.abc import Set as AbstractSet
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from inferwatch.core.array_rows import ArrayRows, text_bytes
-from inferwatch.core.outcome_labels import class_text, same_class, scalar_value
+from inferwatch.core.outcome_labels import class_text, same_class
+from inferwatch.core.outcome_sizes import (
+    EMPTY_TUPLE_BYTES,
+    ENTRY_OVERHEAD_BYTES,
+    SMALLEST_ROW_BYTES,
+    TUPLE_SLOT_BYTES,
+    fitted_entry,
+    row_cap,
+    rows_held_bytes,
+    sizeof,
+)
+from inferwatch.core.outcome_truth import as_rows, as_table, broadcast, target_float
 
 DEFAULT_MAX_ENTRIES = 50_000
 DEFAULT_MAX_BYTES = 32 * 2**20
-# Per cached id beyond the objects sys.getsizeof sees: the ordered dict's slot (with the slack
-# its table keeps after evictions) and link node, and the entry tuple with its timestamp
-# (calibrated with tracemalloc in the benchmark).
-_ENTRY_OVERHEAD_BYTES = 250
 # A remembered id's slot in its ordered dict, link node and byte count, at the most slack
 # the table keeps (just past a resize, with every slot churned): these ids may now fill
 # their share of the bytes, so their estimate may not fall short either (tracemalloc).
@@ -84,13 +86,6 @@ _EVICTED_OVERHEAD_BYTES = 150
 # predictions waiting need room: dropped before any of those, a duplicate or the outcome of
 # an evicted prediction, however soon after, would read as an unknown id.
 _GONE_IDS_SHARE = 8
-_TUPLE_SLOT_BYTES = 8  # a tuple's pointer to each row's object
-_EMPTY_TUPLE_BYTES = sys.getsizeof(())
-_EMPTY_STR_BYTES = sys.getsizeof("")
-_FLOAT_BYTES = sys.getsizeof(0.0)
-# The smallest object a row can be (None): no entry within max_bytes keeps more rows than
-# fit at this size, so the rows of a longer batch past that many are never read or sized.
-_SMALLEST_ROW_BYTES = sys.getsizeof(None)
 DEFAULT_TTL_SECONDS = 7 * 86400.0
 
 
@@ -205,7 +200,7 @@ class OutcomeJoiner:
         1
         """
         rows = len(classes or values or ())
-        classes, values, size = _fitted(request_id, classes or None, values or None,
+        classes, values, size = fitted_entry(request_id, classes or None, values or None,
                                         self.max_bytes)
         with self._lock:
             if self._waits(request_id, at):
@@ -219,7 +214,7 @@ class OutcomeJoiner:
                 self._evict_oldest_pending()
             self._make_room()
 
-    def row_cap(self, row_bytes: int = _SMALLEST_ROW_BYTES, request_id: object = None) -> int:
+    def row_cap(self, row_bytes: int = SMALLEST_ROW_BYTES, request_id: object = None) -> int:
         """The most rows one remembered prediction can keep within ``max_bytes``, each row's
         object at least `row_bytes` (:func:`row_bytes` of the shortest; default: the
         smallest any object is), under `request_id` (default: the smallest id): a caller
@@ -227,6 +222,7 @@ class OutcomeJoiner:
         (:meth:`remember_many`), and the rest are never converted to Python objects, nor
         sized once converted.
 
+        >>> from inferwatch.core.outcome_sizes import row_bytes
         >>> joiner = OutcomeJoiner(max_bytes=4096)
         >>> joiner.row_cap(), joiner.row_cap(row_bytes(0.5)), joiner.row_cap(row_bytes("7"))
         (157, 118, 65)
@@ -254,18 +250,18 @@ class OutcomeJoiner:
             kept = classes or values
             if kept and kept.__class__ is tuple and len(kept) <= cap and \
                     (classes is None or values is None):
-                # A tuple of rows (a service's calls, a row or a few each): _entry_bytes's
+                # A tuple of rows (a service's calls, a row or a few each): entry_bytes's
                 # sum, without its calls; the rows as the caller sized them, if it did.
-                size = _ENTRY_OVERHEAD_BYTES + _sizeof(request_id) + _EMPTY_TUPLE_BYTES + \
-                    _TUPLE_SLOT_BYTES * len(kept) + (
+                size = ENTRY_OVERHEAD_BYTES + sizeof(request_id) + EMPTY_TUPLE_BYTES + \
+                    TUPLE_SLOT_BYTES * len(kept) + (
                         whole[1] if len(whole) > 1 else
-                        _sizeof(kept[0]) if len(kept) == 1 else _rows_bytes(kept))
+                        sizeof(kept[0]) if len(kept) == 1 else rows_held_bytes(kept))
                 if size <= max_bytes:
                     fitted.append((request_id, (classes, values, at, size,
                                                 whole[0] if whole else len(kept))))
                     continue
             rows = whole[0] if whole else len(kept or ())
-            classes, values, size = _fitted(request_id, classes or None, values or None,
+            classes, values, size = fitted_entry(request_id, classes or None, values or None,
                                             max_bytes, whole[1] if len(whole) > 1 else None)
             fitted.append((request_id, (classes, values, at, size, rows)))
         if not fitted:
@@ -455,7 +451,7 @@ def _judged(entry: tuple, y_true: Any, at: float) -> Join:
     """What `y_true` says of the remembered prediction `entry`, received at `at`."""
     classes, values, predicted_at, _, rows = entry
     outputs = _output_count(classes if classes is not None else values)
-    truth = _as_rows(y_true) if outputs is None else _as_table(y_true, outputs)
+    truth = as_rows(y_true) if outputs is None else as_table(y_true, outputs)
     if truth is None:
         return Join(unmatched="shape_mismatch", waits=True)
     # A clock stepped back reads 0; a time not known (NaN, a missing timestamp column)
@@ -474,7 +470,7 @@ def _judged(entry: tuple, y_true: Any, at: float) -> Join:
     over = rows - kept
     truth = truth[:kept]
     if classes is not None:
-        pairs = list(zip(classes, _broadcast(truth, len(classes))))
+        pairs = list(zip(classes, broadcast(truth, len(classes))))
         if outputs is not None:  # each label against its own output's class
             pairs = [(p, t) for row, targets in pairs for p, t in zip(row, targets)]
         # A row with no class is counted as that, once, even when its label is
@@ -488,7 +484,7 @@ def _judged(entry: tuple, y_true: Any, at: float) -> Join:
                     missing_labels=len(predicted) - len(known),
                     unpredicted_rows=len(pairs) - len(predicted), waits=waits)
     if values is not None:
-        pairs = zip(values, _broadcast(truth, len(values)))
+        pairs = zip(values, broadcast(truth, len(values)))
         if outputs is not None:  # each target against its own output's value
             pairs = ((p, t) for row, targets in pairs for p, t in zip(row, targets))
         judged = _absolute_errors(pairs, is_missing)
@@ -525,7 +521,7 @@ def _absolute_errors(pairs: Iterable[tuple[Any, Any]], is_missing: Callable[[Any
             not_known += 1
             continue
         try:
-            target = _target_float(t)
+            target = target_float(t)
             error = abs(float(p) - target)
         except (TypeError, ValueError, OverflowError):
             return None
@@ -543,15 +539,6 @@ def _absolute_errors(pairs: Iterable[tuple[Any, Any]], is_missing: Callable[[Any
     return errors, missing, not_known
 
 
-def _target_float(target: Any) -> float:
-    """`target` as a float; a number too large for one (an int past 1e308) as the infinity
-    of its sign, which is what it is to a float error: a row with no error to observe."""
-    try:
-        return float(target)
-    except OverflowError:
-        return math.inf if target > 0 else -math.inf
-
-
 def _output_count(values: tuple | None) -> int | None:
     """How many outputs each remembered row holds when they are several (each row a tuple);
     None for one value per row.
@@ -564,249 +551,3 @@ def _output_count(values: tuple | None) -> int | None:
     return len(values[0])
 
 
-def _entry_bytes(request_id: str, classes: tuple | None, values: tuple | None,
-                 rows_bytes: int | None = None) -> int:
-    """The memory one cached prediction holds: its id, its classes or values, the overhead.
-
-    >>> _entry_bytes("r-1", ("fraud",), None) > _entry_bytes("r-1", None, (0.5,))
-    True
-    >>> two_outputs = _entry_bytes("r-1", None, ((0.5, 1.5),))
-    >>> two_outputs - _entry_bytes("r-1", None, (0.5,)) == _sizeof((0.5, 1.5)) - _sizeof(0.5)
-    True
-    """
-    size = _ENTRY_OVERHEAD_BYTES + _sizeof(request_id)
-    for rows in (classes, values):
-        if rows is not None:
-            size += _EMPTY_TUPLE_BYTES + _TUPLE_SLOT_BYTES * len(rows) + (
-                rows_bytes if rows_bytes is not None else
-                _sizeof(rows[0]) if len(rows) == 1 else _rows_bytes(rows))
-    return size
-
-
-def row_cap(max_bytes: int, row_bytes: int = _SMALLEST_ROW_BYTES,
-            request_id: object = None) -> int:
-    """The most rows an entry within `max_bytes` can keep, each at least `row_bytes` (by
-    default the smallest object) and its slot, besides the entry's overhead, its rows'
-    tuple and `request_id` (None is the smallest there is).
-
-    >>> row_cap(4096), row_cap(4096, request_id="r-" + "7" * 100), row_cap(100)
-    (157, 152, 1)
-    """
-    fixed = _ENTRY_OVERHEAD_BYTES + _EMPTY_TUPLE_BYTES + _sizeof(request_id)
-    return max(1, (max_bytes - fixed) //
-               (_TUPLE_SLOT_BYTES + max(row_bytes, _SMALLEST_ROW_BYTES)))
-
-
-def row_bytes(row: float | str) -> int:
-    """What one remembered row holds (its slot aside): a float, or ASCII text by its length.
-
-    >>> row_bytes(0.5) == sys.getsizeof(0.5), row_bytes("12") == sys.getsizeof("12")
-    (True, True)
-    """
-    return _sizeof(row)
-
-
-def _rows_bytes(rows: tuple) -> int:
-    """``sum(map(_sizeof, rows))``, without a Python call per row where every row is a
-    float, or every row ASCII text (a regressor's or a classifier's rows, millions long
-    for a huge batch).
-
-    >>> rows = ("fraud", "legit", "fraud")
-    >>> _rows_bytes(rows) == sum(map(_sizeof, rows)), _rows_bytes((0.5, 1.5)) == 2 * _FLOAT_BYTES
-    (True, True)
-    """
-    if rows.__class__ is ArrayRows:
-        return rows.held_bytes()
-    kind = _uniform_kind(rows)
-    if kind is float:
-        return _FLOAT_BYTES * len(rows)
-    if kind is str:
-        return _EMPTY_STR_BYTES * len(rows) + sum(map(len, rows))
-    tuples = _tuple_row_bytes(rows)
-    if tuples is not None:
-        return int(tuples.sum())
-    return sum(map(_sizeof, rows))
-
-
-def _tuple_row_bytes(rows: tuple) -> np.ndarray | None:
-    """Each row's :func:`_sizeof` where every row is a tuple of one width (a result of
-    several outputs, a tuple a row), read column by column in C where a column is all
-    floats or all ASCII text; None for any other rows.
-
-    >>> rows = ((0.5, "cat"), (1.5, "horse"))
-    >>> _tuple_row_bytes(rows).tolist() == [_sizeof(row) for row in rows]
-    True
-    """
-    if set(map(type, rows)) != _TUPLE_ONLY:
-        return None
-    widths = set(map(len, rows))
-    if len(widths) != 1:
-        return None
-    (width,) = widths
-    costs = np.full(len(rows), _EMPTY_TUPLE_BYTES + _TUPLE_SLOT_BYTES * width, dtype=np.int64)
-    items = tuple(itertools.chain.from_iterable(rows))
-    for column in range(width):
-        values = items[column::width]
-        kind = _uniform_kind(values)
-        if kind is float:
-            costs += _FLOAT_BYTES
-        elif kind is str:
-            costs += np.fromiter(map(len, values), dtype=np.int64, count=len(values))
-            costs += _EMPTY_STR_BYTES
-        else:
-            costs += np.fromiter(map(_sizeof, values), dtype=np.int64, count=len(values))
-    return costs
-
-
-_TUPLE_ONLY = {tuple}
-
-
-def _uniform_kind(rows: tuple) -> type | None:
-    """float when every row is a float, str when every row is ASCII text (sized by its
-    length alone), else None; at C speed.
-
-    >>> _uniform_kind((0.5, 1.5)), _uniform_kind(("a", "b")), _uniform_kind(("a", "é"))
-    (<class 'float'>, <class 'str'>, None)
-    """
-    kinds = set(map(type, rows))
-    if kinds == {float}:
-        return float
-    if kinds == {str} and all(map(str.isascii, rows)):
-        return str
-    return None
-
-
-def _fitting_rows(rows: tuple, budget: int) -> int:
-    """How many of `rows`, first to last, fit in `budget` bytes, each with its tuple slot
-    (at least one)."""
-    if rows.__class__ is ArrayRows:
-        costs = rows.row_sizes() + _TUPLE_SLOT_BYTES
-        return max(1, int(np.searchsorted(np.cumsum(costs), budget, side="right")))
-    kind = _uniform_kind(rows)
-    if kind is float:
-        return max(1, min(len(rows), budget // (_FLOAT_BYTES + _TUPLE_SLOT_BYTES)))
-    if kind is str:
-        costs = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-        costs += _EMPTY_STR_BYTES + _TUPLE_SLOT_BYTES
-        return max(1, int(np.searchsorted(np.cumsum(costs), budget, side="right")))
-    tuples = _tuple_row_bytes(rows)
-    if tuples is not None:
-        tuples += _TUPLE_SLOT_BYTES
-        return max(1, int(np.searchsorted(np.cumsum(tuples), budget, side="right")))
-    costs = itertools.accumulate(_sizeof(row) + _TUPLE_SLOT_BYTES for row in rows)
-    return max(1, sum(1 for _ in itertools.takewhile(lambda cost: cost <= budget, costs)))
-
-
-def _sizeof(value: object) -> int:
-    """``sys.getsizeof(value)``, computed for the ASCII text and floats a cache mostly holds
-    (a quarter of what the call costs), and for other text as a fresh copy's
-    (:func:`~inferwatch.core.array_rows.text_bytes`); a row of several outputs (a tuple)
-    counts each value it holds as well.
-
-    >>> all(_sizeof(v) == sys.getsizeof(v) for v in ("", "r-17", chr(233) * 2, 0.5, 3, None))
-    True
-    >>> _sizeof((0.5, 1.5)) == sys.getsizeof((0.5, 1.5)) + 2 * sys.getsizeof(0.5)
-    True
-    """
-    if value.__class__ is str:
-        return text_bytes(value) if not value.isascii() else _EMPTY_STR_BYTES + len(value)
-    if value.__class__ is float:
-        return _FLOAT_BYTES
-    if value.__class__ is tuple:  # checked after text and floats: they cost nothing more
-        return _EMPTY_TUPLE_BYTES + _TUPLE_SLOT_BYTES * len(value) + sum(map(_sizeof, value))
-    return sys.getsizeof(value)
-
-
-def _fitted(request_id: str, classes: tuple | None, values: tuple | None,
-            max_bytes: int, rows_bytes: int | None = None
-            ) -> tuple[tuple | None, tuple | None, int]:
-    """(classes, values, bytes) of an entry within `max_bytes`: a batch larger than the whole
-    bound keeps the first rows that fit (at least one). `rows_bytes`: what the row objects
-    hold, when the caller knows it (else each row is sized).
-
-    >>> classes, _, size = _fitted("r", tuple("ab" * 500), None, max_bytes=4096)
-    >>> 1 <= len(classes) < 1000 and size <= 4096
-    True
-    >>> _, values, size = _fitted("r", None, ((0.5, 1.5, 2.5),) * 100, max_bytes=4096)
-    >>> 1 <= len(values) < 100 and size <= 4096
-    True
-    """
-    cap = row_cap(max_bytes)
-    if classes is not None and len(classes) > cap:
-        classes, rows_bytes = classes[:cap], None  # the rows past it could not fit: never sized
-    if values is not None and len(values) > cap:
-        values, rows_bytes = values[:cap], None
-    size = _entry_bytes(request_id, classes, values, rows_bytes)
-    if size <= max_bytes:
-        return classes, values, size
-    rows = classes if classes is not None else values
-    if not rows:
-        return classes, values, size
-    # The fixed part, then each row's object and its slot in the tuple, until the bound.
-    budget = max_bytes - (_ENTRY_OVERHEAD_BYTES + sys.getsizeof(request_id) + sys.getsizeof(()))
-    kept = rows[:_fitting_rows(rows, budget)]
-    if classes is not None:
-        return kept, None, _entry_bytes(request_id, kept, None)
-    return None, kept, _entry_bytes(request_id, None, kept)
-
-
-def _as_rows(y_true: Any) -> list:
-    """The outcome's rows: a scalar is one, an array or a list one per element.
-
-    >>> _as_rows("fraud"), _as_rows([[1, 2], [3]]), _as_rows({"a": 1})
-    (['fraud'], [[1, 2], [3]], [])
-    """
-    if isinstance(y_true, (str, bytes)):
-        return [y_true]
-    if isinstance(y_true, (Mapping, AbstractSet)):
-        return []  # no order to join rows by: a shape mismatch, not one label judged wrong
-    if isinstance(y_true, Iterator):  # a generator of labels: one row per label it yields
-        y_true = list(y_true)
-    try:
-        if np.ndim(y_true) == 0:
-            return [scalar_value(y_true)]
-        return list(_labels_array(y_true).reshape(-1))
-    except ValueError:  # ragged rows: each one as given, to match (or not) its prediction
-        return list(y_true)
-
-
-def _labels_array(y_true: Any) -> np.ndarray:
-    """``np.asarray(y_true)``, with each label kept as given where numpy would turn a list
-    of mixed labels into text: ``[1.0, "spam"]`` would read ``"1.0"``, never class ``1``.
-
-    >>> _labels_array([1.0, "spam"]).tolist(), _labels_array(np.array(["a"])).dtype.kind
-    ([1.0, 'spam'], 'U')
-    """
-    array = np.asarray(y_true)
-    if array.dtype.kind in "US" and not isinstance(y_true, np.ndarray):
-        return np.asarray(y_true, dtype=object)
-    return array
-
-
-def _as_table(y_true: Any, outputs: int) -> list | None:
-    """The outcome's rows of `outputs` targets each, for a prediction of several outputs: a
-    table with one column per output, or one row of them. None for any other shape (a
-    scalar, another width, a dict: outputs are joined by their order, not by name).
-
-    >>> _as_table([1.0, None], 2), _as_table([[1.0, 2.0], [3.0, 4.0]], 2)
-    ([[1.0, None]], [[1.0, 2.0], [3.0, 4.0]])
-    >>> [_as_table(y, 2) for y in (1.0, [1.0, 2.0, 3.0], [[1.0], [2.0]], {"a": 1, "b": 2})]
-    [None, None, None, None]
-    """
-    if isinstance(y_true, (str, bytes)):
-        return None
-    if isinstance(y_true, Iterator):  # a generator of rows: one row per item, as for one output
-        y_true = list(y_true)
-    try:
-        table = _labels_array(y_true)
-    except (ValueError, TypeError):  # ragged rows: no table of one width
-        return None
-    if table.ndim == 1 and table.shape[0] == outputs:
-        return [table.tolist()]
-    if table.ndim == 2 and table.shape[1] == outputs:
-        return table.tolist()
-    return None
-
-
-def _broadcast(rows: list, n: int) -> list:
-    return rows * n if len(rows) == 1 else rows

@@ -24,7 +24,7 @@ from inferwatch.core.object_labels import (
     text_label_rows,
 )
 from inferwatch.core.outcome_labels import joinable_labels, kept_label, record_labels
-from inferwatch.core.outcomes import row_bytes
+from inferwatch.core.outcome_sizes import row_bytes
 from inferwatch.core.records import label_column
 from inferwatch.core.result_arrays import categorical_codes
 from inferwatch.core.stacked_results import (

@@ -43,7 +43,8 @@ from inferwatch.core.call_input import held_bytes
 from inferwatch.core.class_probabilities import two_classes
 from inferwatch.core.label_caps import LabelCap
 from inferwatch.core.outcome_labels import class_text, same_class
-from inferwatch.core.outcomes import DEFAULT_MAX_BYTES, _as_rows, _as_table, _target_float
+from inferwatch.core.outcome_truth import as_rows, as_table, target_float
+from inferwatch.core.outcomes import DEFAULT_MAX_BYTES
 from inferwatch.core.prediction_classes import known_class_set
 from inferwatch.core.predictions import Prediction, normalize
 from inferwatch.core.result_arrays import SparseResultTooLarge
@@ -614,7 +615,7 @@ def _verdict(entry: tuple, y_true: object, counted: tuple[int, int] | None) -> _
     first = next((row for row in champion if row is not None), None)
     if first.__class__ is tuple:  # several outputs: a row of targets per row
         return _outputs_verdict(champion, shadow, rows, y_true, counted, len(first))
-    truth = _as_rows(y_true)
+    truth = as_rows(y_true)
     n = len(champion)
     if len(truth) not in (1, rows):
         return _WAITS
@@ -650,7 +651,7 @@ def _outputs_verdict(champion: tuple, shadow: tuple, rows: int, y_true: object,
     target adds one absolute error per side."""
     from inferwatch.quality.category_keys import is_missing
 
-    truth = _as_table(y_true, outputs)
+    truth = as_table(y_true, outputs)
     if truth is None or len(truth) not in (1, rows):
         return _WAITS
     n = len(champion)
@@ -694,7 +695,7 @@ def _both_errors(rows: Iterable[tuple[Any, Any, Any]]) -> tuple[list[float], lis
     champion_error, shadow_error = [], []
     for ours, theirs, target in rows:
         try:
-            value = _target_float(target)
+            value = target_float(target)
             errors = abs(float(ours) - value), abs(float(theirs) - value)
         except (TypeError, ValueError, OverflowError):
             return None

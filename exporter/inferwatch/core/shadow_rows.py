@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from inferwatch.core.outcomes import _entry_bytes, _fitted
+from inferwatch.core.outcome_sizes import entry_bytes, fitted_entry
 from inferwatch.core.predictions import Prediction
 from inferwatch.core.records import records_as_columns
 from inferwatch.core.result_arrays import is_dataframe
@@ -87,13 +87,13 @@ def pair_fitted(request_id: str, champion: tuple, shadow: tuple,
                  max_bytes: int) -> tuple[tuple, tuple, int]:
     """Both sides' rows within `max_bytes`, by the outcome cache's estimate: a batch larger
     than the whole bound keeps its first rows (at least one), each side within half."""
-    size = _entry_bytes(request_id, champion, shadow)
+    size = entry_bytes(request_id, champion, shadow)
     if size <= max_bytes:
         return champion, shadow, size
-    kept = min(len(_fitted(request_id, side, None, max_bytes // 2)[0] or ())
+    kept = min(len(fitted_entry(request_id, side, None, max_bytes // 2)[0] or ())
                for side in (champion, shadow))
     champion, shadow = champion[:max(kept, 1)], shadow[:max(kept, 1)]
-    return champion, shadow, _entry_bytes(request_id, champion, shadow)
+    return champion, shadow, entry_bytes(request_id, champion, shadow)
 
 
 _BOOL_AS_INT = {"True": "1", "False": "0"}
