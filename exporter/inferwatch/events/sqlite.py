@@ -33,6 +33,11 @@ from typing import NamedTuple, TypeVar
 
 from inferwatch.events.sinks import Query, ReadStats, Record, SinkError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the database is opened without the lock
+    fcntl = None  # type: ignore[assignment]
+
 BUSY_TIMEOUT_MS = 5_000
 LOCKED_WAIT_SECONDS = 10.0  # as long as a busy wait, twice: the writer thread may wait
 LOCKED_BACKOFF_SECONDS = (0.01, 0.05, 0.1, 0.2)
@@ -145,17 +150,17 @@ class SqliteSink:
         if self._conn is not None:
             return self._conn
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with _opening(self.path.parent):
+            return self._connect_now()
+
+    def _connect_now(self) -> sqlite3.Connection:
         # Create the file ourselves so it is private; SQLite gives -wal and -shm the same mode.
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except FileExistsError:
             fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
         else:
-            # A -wal or -shm beside a database that did not exist is a deleted one's: SQLite
-            # would replay its pages into the new file.
-            for suffix in ("-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(f"{self.path}{suffix}")
+            _remove_deleted_journals(self.path)
         try:
             stat = os.fstat(fd)
             new_file = stat.st_size == 0
@@ -327,6 +332,52 @@ def _when_unlocked(step: Callable[..., T], *args: object) -> T:
                 raise
             time.sleep(LOCKED_BACKOFF_SECONDS[min(attempt, len(LOCKED_BACKOFF_SECONDS) - 1)])
     raise AssertionError("unreachable")
+
+
+def _remove_deleted_journals(path: Path) -> None:
+    """Remove the -wal and -shm beside a database file just created: a deleted database's,
+    whose pages SQLite would replay into the new file. Only under :func:`_opening`."""
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{path}{suffix}")
+
+
+@contextlib.contextmanager
+def _opening(directory: Path) -> Iterator[None]:
+    """Held while a writer opens the database: one process at a time creates it, removes a
+    deleted database's journals beside it and sets it up.
+
+    A writer that created the file removed the -wal and -shm beside it. Another process
+    could open the new file in the moment between, and commit into a write-ahead log that
+    was then unlinked under it: every event it wrote after went to a deleted file, without
+    an error (workers of a pre-fork server writing their first events at once). The lock is
+    an flock on the directory: SQLite's own locks on the database file are POSIX locks,
+    which closing any other descriptor of that file would drop. A descriptor copied into a
+    child forked while it is held keeps it held; after ``BUSY_TIMEOUT_MS`` of waiting the
+    writer goes on without it, as it did before there was one.
+    """
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (OSError, AttributeError):  # no directory descriptor here (Windows): no lock
+        yield
+        return
+    try:
+        if fcntl is not None:
+            deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+            for attempt in itertools.count():
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(LOCKED_BACKOFF_SECONDS[min(attempt,
+                                                          len(LOCKED_BACKOFF_SECONDS) - 1)])
+                except OSError:  # a file system without flock: no lock
+                    break
+        yield
+    finally:
+        os.close(fd)  # lets go of the lock
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:
