@@ -130,6 +130,35 @@ def test_a_writer_opening_the_log_while_another_creates_it_loses_no_event(tmp_pa
         f"{prefix}-{i}" for prefix in ("creator", "other", "later") for i in range(50))
 
 
+def test_a_child_forked_while_a_writer_opens_the_log_does_not_keep_it_locked(tmp_path):
+    """A child forked while a writer holds the lock it opens the database under closes its
+    copy of the lock's descriptor: the next writer need not wait for the child to exit."""
+    import fcntl
+
+    ready_r, ready_w = os.pipe()
+    exit_r, exit_w = os.pipe()
+    with sqlite._opening(tmp_path):
+        pid = os.fork()
+        if pid == 0:  # the child: says it runs, then waits to be told to exit
+            try:
+                os.write(ready_w, b"1")
+                os.read(exit_r, 1)
+            finally:
+                os._exit(0)
+    try:
+        assert os.read(ready_r, 1) == b"1"
+        fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+        try:  # BlockingIOError while the child's copy held the lock
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    finally:
+        os.write(exit_w, b"1")
+        os.waitpid(pid, 0)
+        for end in (ready_r, ready_w, exit_r, exit_w):
+            os.close(end)
+
+
 @pytest.fixture
 def sizes_after_every_commit(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each forked worker records the size of the three files after each of its commits,

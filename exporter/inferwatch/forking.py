@@ -126,6 +126,7 @@ CHILD_HOOKS: tuple[tuple[str, str], ...] = (
     ("inferwatch.multiproc.store", "_reset_after_fork"),
     ("inferwatch.serving.pushgateway", "_note_forked"),
     ("inferwatch.events.log_lifetime", "_after_fork_in_child"),
+    ("inferwatch.events.sqlite", "_close_inherited_locks"),
     ("inferwatch.core.monitor", "_renew_locks_after_fork"),
     ("inferwatch.core.registry", "_reset_after_fork"),
     ("inferwatch.core.streams", "_OPEN.clear"),

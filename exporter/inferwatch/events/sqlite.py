@@ -352,15 +352,18 @@ def _opening(directory: Path) -> Iterator[None]:
     was then unlinked under it: every event it wrote after went to a deleted file, without
     an error (workers of a pre-fork server writing their first events at once). The lock is
     an flock on the directory: SQLite's own locks on the database file are POSIX locks,
-    which closing any other descriptor of that file would drop. A descriptor copied into a
-    child forked while it is held keeps it held; after ``BUSY_TIMEOUT_MS`` of waiting the
-    writer goes on without it, as it did before there was one.
+    which closing any other descriptor of that file would drop. A child forked while it is
+    held closes its copy of the descriptor (:func:`_close_inherited_locks`; one forked
+    without Python's hooks, when it catches up with them). Until then it holds the lock,
+    and after ``BUSY_TIMEOUT_MS`` of waiting a writer goes on without it, as it did before
+    there was one.
     """
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except (OSError, AttributeError):  # no directory descriptor here (Windows): no lock
         yield
         return
+    _HELD.add(fd)
     try:
         if fcntl is not None:
             deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
@@ -377,7 +380,26 @@ def _opening(directory: Path) -> Iterator[None]:
                     break
         yield
     finally:
+        _HELD.discard(fd)
         os.close(fd)  # lets go of the lock
+
+
+# The directory descriptors this process holds the lock through (one per writer opening).
+_HELD: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    """In a forked child: close the copies of the descriptors the parent held the lock
+    through, which would keep it held for as long as the child lives (the thread that
+    closes them in the parent does not exist here)."""
+    for fd in list(_HELD):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:
