@@ -137,8 +137,10 @@ def helper_rules(cfg: Config) -> list[tuple[str, str]]:
 
     PromQL computes an operand as often as it is written: the shadow versions were read in
     every model-level value (16 times an evaluation at the defaults) and in every alert's
-    traffic guard, and the model's calls per second three times more. Rules later in the
-    same group, and the alerts, read each once recorded. A removed (or dead) shadow's info
+    traffic guard, the model's calls per second in the traffic value, twice in the error
+    ratio and in every alert's traffic guard, and each version's latency weight twice in
+    each latency quantile. Rules later in the same group, and the alerts, read each once
+    recorded. A removed (or dead) shadow's info
     series ends at once, its rates and rolling quantiles only a window later; read by the
     current info alone, they entered the model's baselines, and its history, meanwhile:
     the shadows of a window are those seen in it.
