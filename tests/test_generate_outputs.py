@@ -14,7 +14,7 @@ import yaml
 
 from inferwatch.catalogue import CATALOGUE
 from inferwatch.generate import render
-from inferwatch.generate.baselines import SIGNALS
+from inferwatch.generate.baselines import SIGNALS, helper_rules
 from inferwatch.generate.config import DEFAULT, Config, from_dict
 from inferwatch.generate.config_checks import duration_seconds
 from inferwatch.generate.config_schema import (
@@ -392,6 +392,11 @@ def test_thresholds_reach_the_alert_expressions() -> None:
     for name, parts in expected.items():
         for part in parts:
             assert part in exprs[name], f"{name}: {part!r} not in {exprs[name]!r}"
+    # The calls each guard reads are recorded from the model's own series, each window's.
+    shared = dict(helper_rules(cfg))
+    for spec in SIGNALS.values():
+        window = SENTINELS[f"baselines.{spec.key}.window"]
+        assert 'cluster="c-sentinel"' in shared[f"model:inferwatch_baseline_calls:rate{window}"]
 
 
 # --- dashboards -------------------------------------------------------------------------------
