@@ -34,7 +34,7 @@ SMALLEST_ROW_BYTES = sys.getsizeof(None)
 
 
 def entry_bytes(request_id: str, classes: tuple | None, values: tuple | None,
-                 rows_bytes: int | None = None) -> int:
+                rows_bytes: int | None = None) -> int:
     """The memory one cached prediction holds: its id, its classes or values, the overhead.
 
     >>> entry_bytes("r-1", ("fraud",), None) > entry_bytes("r-1", None, (0.5,))
@@ -189,8 +189,8 @@ def sizeof(value: object) -> int:
 
 
 def fitted_entry(request_id: str, classes: tuple | None, values: tuple | None,
-            max_bytes: int, rows_bytes: int | None = None
-            ) -> tuple[tuple | None, tuple | None, int]:
+                 max_bytes: int, rows_bytes: int | None = None
+                 ) -> tuple[tuple | None, tuple | None, int]:
     """(classes, values, bytes) of an entry within `max_bytes`: a batch larger than the whole
     bound keeps the first rows that fit (at least one). `rows_bytes`: what the row objects
     hold, when the caller knows it (else each row is sized).

@@ -201,7 +201,7 @@ class OutcomeJoiner:
         """
         rows = len(classes or values or ())
         classes, values, size = fitted_entry(request_id, classes or None, values or None,
-                                        self.max_bytes)
+                                             self.max_bytes)
         with self._lock:
             if self._waits(request_id, at):
                 return
@@ -262,7 +262,7 @@ class OutcomeJoiner:
                     continue
             rows = whole[0] if whole else len(kept or ())
             classes, values, size = fitted_entry(request_id, classes or None, values or None,
-                                            max_bytes, whole[1] if len(whole) > 1 else None)
+                                                 max_bytes, whole[1] if len(whole) > 1 else None)
             fitted.append((request_id, (classes, values, at, size, rows)))
         if not fitted:
             return
