@@ -17,6 +17,7 @@ import baseline_simulator as sim
 from inferwatch.catalogue import CATALOGUE
 from inferwatch.generate import render, rule_files
 from inferwatch.generate.baselines import (
+    CHECKED_FEATURES,
     SIGNALS,
     calls_name,
     helper_rules,
@@ -116,12 +117,32 @@ def test_a_switched_off_signal_has_no_rules_and_no_alert() -> None:
 
 def test_the_feature_allow_list_restricts_per_feature_baselines() -> None:
     cfg = from_dict({"baselines": {"features": ["amount", 'odd "name".*']}})
-    exprs = [expr for name, expr in recording_rules(cfg) if name.startswith("model_feature:")
-             and name.endswith(":value_10m")]
-    assert len(exprs) == 2
+    exprs = [expr for name, expr in recording_rules(cfg) if name == CHECKED_FEATURES
+             or (name.startswith("model_feature:") and name.endswith(":value_10m"))]
+    assert len(exprs) == 3
     for expr in exprs:
         assert 'feature=~"amount|odd \\"name\\"\\\\.\\\\*"' in expr
     assert all("feature=~" not in expr for _, expr in recording_rules(DEFAULT))
+
+
+def test_the_checked_features_are_selected_once_for_both_per_feature_values() -> None:
+    # 10,000 gauge series at 100 models x 50 features: recorded first in the group, and
+    # read by each per-feature value for its zero-fill, not selected by each again.
+    records = dict(recording_rules(DEFAULT))
+    assert list(records).index(CHECKED_FEATURES) < min(
+        list(records).index(name) for name in records if ":inferwatch_baseline_missing:" in name)
+    assert "inferwatch_feature_drift_observations" in records[CHECKED_FEATURES]
+    readers = [name for name, expr in records.items() if CHECKED_FEATURES in expr]
+    assert readers == ["model_feature:inferwatch_baseline_missing:value_10m",
+                       "model_feature:inferwatch_baseline_out_of_range:value_10m"]
+    assert [name for name, expr in records.items()
+            if "inferwatch_feature_drift" in expr] == [CHECKED_FEATURES]
+    for kept in ("missing", "out_of_range"):
+        one = from_dict({"baselines": {name: {"enabled": name == kept} for name in SIGNALS}})
+        assert CHECKED_FEATURES in dict(recording_rules(one))
+    model_level = from_dict({"baselines": {"missing": {"enabled": False},
+                                           "out_of_range": {"enabled": False}}})
+    assert CHECKED_FEATURES not in dict(recording_rules(model_level))
 
 
 def test_a_signal_without_its_seasonal_model_records_three_series() -> None:
@@ -195,12 +216,14 @@ def test_each_rule_reads_each_day_long_statistic_once(seasonal: bool) -> None:
     # statistics, each read once.
     assert all(sorted(read.split("(")[0] for read in day_long.findall(expr))
                == ["avg_over_time", "count_over_time"] for expr in seasonal_expected)
-    # Per feature, one drift score of three beside the observations gauge: each series a
-    # value rule selects is read at every evaluation.
-    feature_values = [expr for name, expr in recording_rules(cfg)
+    # Per feature, one drift score of three beside the observations gauge: each series
+    # selected is read at every evaluation, and the values read the selection recorded.
+    records = dict(recording_rules(cfg))
+    assert 'method=~"psi|"' in records[CHECKED_FEATURES]
+    feature_values = [expr for name, expr in records.items()
                       if name.startswith("model_feature:") and ":value_" in name]
     assert len(feature_values) == 2
-    assert all('method=~"psi|"' in expr for expr in feature_values)
+    assert all(f"0 * {CHECKED_FEATURES}\n" in expr for expr in feature_values)
 
 
 @pytest.mark.integration

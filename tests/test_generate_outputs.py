@@ -485,14 +485,15 @@ _KEYWORDS = {"and", "or", "unless", "offset", "bool", "inf", "nan", "group_left"
 
 def metric_names(expr: str) -> set[str]:
     """The series an expression reads: what is left once matchers, label lists, ranges and
-    function calls are taken out."""
+    function calls are taken out, and the names a `__name__` matcher lists."""
+    names = {name for listed in re.findall(r'__name__=~?"([\w:|]+)"', expr)
+             for name in listed.split("|")}
     expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
     expr = re.sub(r"#[^\n]*", " ", expr)  # PromQL comments
     expr = re.sub(r"\{[^}]*\}", " ", expr)
     expr = re.sub(r"\[[^\]]*\]", " ", expr)
     expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ",
                   expr)
-    names = set()
     for match in re.finditer(r"(?<![\w.])([a-zA-Z_:][\w:]*)(\s*\()?", expr):
         name, call = match.groups()
         if not call and name.lower() not in _KEYWORDS:
@@ -504,6 +505,8 @@ def test_metric_names_reads_series_only() -> None:
     expr = ('histogram_quantile(0.99, sum by (model, le) (rate(a_bucket{job=~"x|y", le="+Inf"}'
             '[$__rate_interval]))) / on (model) group_left b:c:d offset 1h and time() - e')
     assert metric_names(expr) == {"a_bucket", "b:c:d", "e"}
+    listed = 'group by (m) ({job="x", __name__=~"f_one|f_two", method=~"psi|"}) * g{__name__="h"}'
+    assert metric_names(listed) == {"f_one", "f_two", "g", "h"}
 
 
 def _known_series() -> set[str]:

@@ -35,8 +35,8 @@ An alert fires when the value leaves the band on its side, the value was already
 'model:inferwatch_baseline_traffic:expected'
 >>> value_name(DEFAULT, SIGNALS["missing"])
 'model_feature:inferwatch_baseline_missing:value_10m'
->>> len(recording_rules(DEFAULT))  # 3 shared, 9 signals x 4 statistics, 10 values
-49
+>>> len(recording_rules(DEFAULT))  # 4 shared, 9 signals x 4 statistics, 10 values
+50
 """
 
 from __future__ import annotations
@@ -139,8 +139,9 @@ def helper_rules(cfg: Config) -> list[tuple[str, str]]:
     every model-level value (16 times an evaluation at the defaults) and in every alert's
     traffic guard, the model's calls per second in the traffic value, twice in the error
     ratio and in every alert's traffic guard, and each version's latency weight twice in
-    each latency quantile. Rules later in the same group, and the alerts, read each once
-    recorded. A removed (or dead) shadow's info
+    each latency quantile, and the features each model checks (10,000 gauge series at
+    100 models x 50 features) in both per-feature values. Rules later in the same group,
+    and the alerts, read each once recorded. A removed (or dead) shadow's info
     series ends at once, its rates and rolling quantiles only a window later; read by the
     current info alone, they entered the model's baselines, and its history, meanwhile:
     the shadows of a window are those seen in it.
@@ -149,7 +150,8 @@ def helper_rules(cfg: Config) -> list[tuple[str, str]]:
     >>> [name for name, _ in helper_rules(DEFAULT)]  # doctest: +NORMALIZE_WHITESPACE
     ['model_version:inferwatch_baseline_shadows:recent10m',
      'model:inferwatch_baseline_calls:rate10m',
-     'model_version:inferwatch_baseline_timed_calls:rate10m']
+     'model_version:inferwatch_baseline_timed_calls:rate10m',
+     'model_feature:inferwatch_baseline_features:checked']
     """
     specs = enabled(cfg)
     rules: list[tuple[str, str]] = []
@@ -162,6 +164,8 @@ def helper_rules(cfg: Config) -> list[tuple[str, str]]:
         version_calls = _rate(cfg, "inferwatch_request_duration_seconds_bucket", window,
                               MODEL_LABELS, 'le="+Inf"')
         rules.append((timed_calls_name(window), f"{version_calls} > 0"))
+    if any(spec.level == "model_feature" for spec in specs):
+        rules.append((CHECKED_FEATURES, _checked_features(cfg)))
     return rules
 
 
@@ -233,28 +237,42 @@ def _class_shares(cfg: Config, window: str) -> list[str]:
 CHECKED_FEATURE_GAUGES = ("inferwatch_feature_drift_observations", "inferwatch_feature_drift")
 # The drift score read of those (the observations gauge has no method: the empty match).
 CHECKED_METHOD = "psi"
+# Each model's checked features, 1 each (helper_rules): what a per-feature ratio reads as 0
+# until the feature counts something.
+CHECKED_FEATURES = record_name("model_feature", "inferwatch_baseline_features", "checked")
+
+
+def _allowed_features(cfg: Config) -> tuple[str, ...]:
+    features = cfg.baselines.features
+    return (f"feature=~{_regex_of(features)}",) if features else ()
+
+
+def _checked_features(cfg: Config) -> str:
+    """The features of each model's reference, within `baselines.features`.
+
+    The exporter creates a feature's counter at its first missing (or out-of-range) value:
+    a feature never missing had no series, so no history, and the day it started missing
+    could not page until the fault was its baseline. Every feature of the model's reference
+    has drift gauges (the observations gauge from the start, the scores, all an exporter
+    before 0.2 has, once it has rows). One score per feature: the three methods' scores
+    come and go together, and each series selected is read at every evaluation (20,000
+    more for 5,000 features).
+    """
+    checked = model_sel(cfg, f"__name__=~{quoted('|'.join(CHECKED_FEATURE_GAUGES))}",
+                        f"method=~{quoted(CHECKED_METHOD + '|')}", *_allowed_features(cfg))
+    return f"group by (model, feature) ({checked})"
 
 
 def _feature_ratio(counter: str) -> Callable[[Config, str], list[str]]:
     def values(cfg: Config, window: str) -> list[str]:
-        features = cfg.baselines.features
-        allowed = (f"feature=~{_regex_of(features)}",) if features else ()
+        allowed = _allowed_features(cfg)
         # Per feature, 5,000 series for 100 models x 50 features: a join with the shadows
         # would cost every evaluation more, and a shadow scoring a sample of the same inputs
         # moves a missing or out-of-range ratio no more than the sampling does.
         rows = _all_versions_rate(cfg, "inferwatch_batch_size_sum", window, "model")
-        # The exporter creates a feature's counter at its first missing (or out-of-range)
-        # value: a feature never missing had no series, so no history, and the day it
-        # started missing could not page until the fault was its baseline. Every feature of
-        # the model's reference has drift gauges (the observations gauge from the start,
-        # the scores, all an exporter before 0.2 has, once it has rows): its ratio reads 0
-        # until it counts something.
-        # One score per feature: the three methods' scores come and go together, and each
-        # series selected is read at every evaluation (20,000 more for 5,000 features).
-        checked = model_sel(cfg, f"__name__=~{quoted('|'.join(CHECKED_FEATURE_GAUGES))}",
-                            f"method=~{quoted(CHECKED_METHOD + '|')}", *allowed)
+        # A checked feature's ratio reads 0 until it counts something (_checked_features).
         return [f"(\n  {_all_versions_rate(cfg, counter, window, 'model, feature', *allowed)}"
-                f"\n  or\n  0 * group by (model, feature) ({checked})\n)\n"
+                f"\n  or\n  0 * {CHECKED_FEATURES}\n)\n"
                 f"/ on (model) group_left\n{rows}"]
 
     return values
