@@ -505,7 +505,8 @@ def test_metric_names_reads_series_only() -> None:
     expr = ('histogram_quantile(0.99, sum by (model, le) (rate(a_bucket{job=~"x|y", le="+Inf"}'
             '[$__rate_interval]))) / on (model) group_left b:c:d offset 1h and time() - e')
     assert metric_names(expr) == {"a_bucket", "b:c:d", "e"}
-    listed = 'group by (m) ({job="x", __name__=~"f_one|f_two", method=~"psi|"}) * g{__name__="h"}'
+    listed = ('group by (m) ({job="x", __name__=~"f_one|f_two", method=~"psi|"}) * g'
+              ' or {__name__="h"}')
     assert metric_names(listed) == {"f_one", "f_two", "g", "h"}
 
 
