@@ -133,7 +133,8 @@ def timed_calls_name(window: str) -> str:
 
 
 def helper_rules(cfg: Config) -> list[tuple[str, str]]:
-    """The series the signals' rules share, first in the group, per window in use.
+    """The series the signals' rules share, first in the group: per window in use, and the
+    checked features once.
 
     PromQL computes an operand as often as it is written: the shadow versions were read in
     every model-level value (16 times an evaluation at the defaults) and in every alert's
