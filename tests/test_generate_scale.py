@@ -7,9 +7,12 @@ thousand took hours. Counted in config copies made, never timed.
 
 from __future__ import annotations
 
-import pytest
+from collections import Counter
 
-from inferwatch.generate import config_schema, rules
+import pytest
+import yaml
+
+from inferwatch.generate import config_schema, render, rule_files, rules
 from inferwatch.generate.config import from_dict
 
 
@@ -55,3 +58,36 @@ def test_a_shaped_copy_keeps_the_scrape_note_of_the_rules_it_reads() -> None:
     recorded = {r["record"] for g in rules.recording_groups(cfg) for r in g["rules"]}
     assert any("7m" in name for name in recorded)
     assert "7m" in burn[1]["expr"]
+
+
+def _alert_copies(models: int, groups: int) -> Counter:
+    """Alert rules by name in the rendered rule files: `models` models with objectives of
+    their own, and `groups` regex entries that change the accuracy window, the fast burn
+    factor and ``InferwatchLatencyHigh``'s ``for`` (the benchmark's config)."""
+    entries: dict = {f"model-{i:03d}": {"latency": {"p99_seconds": round(0.05 + 0.01 * i, 3)},
+                                        "accuracy": {"min_ratio": 0.7},
+                                        "slo": {"availability": 0.995},
+                                        "drift": {"feature_threshold": 0.3}}
+                     for i in range(models)}
+    for g in range(groups):
+        entries[f"batch-{g}-.*"] = {"accuracy": {"window": "2h"},
+                                    "slo": {"fast_burn": {"factor": 10}},
+                                    "alerts": {"InferwatchLatencyHigh": {"for": "30m"}}}
+    files = rule_files(render(from_dict({"models": entries})))
+    return Counter(rule["alert"] for text in files.values()
+                   for group in yaml.safe_load(text)["groups"]
+                   for rule in group["rules"] if "alert" in rule)
+
+
+def test_alert_copies_grow_with_the_reshaping_entries_never_with_the_models() -> None:
+    """Objectives of a model's own are series the rules join; only an entry that reshapes
+    an alert copies it, once per entry and alert that reads what it changes, however many
+    models it matches (``bench_rules`` measures the same config on Prometheus)."""
+    defaults = _alert_copies(0, 0)
+    assert _alert_copies(100, 0) == defaults
+    reshaped = _alert_copies(100, 10)
+    assert reshaped == _alert_copies(1, 10)
+    assert {name: reshaped[name] - defaults[name] for name in reshaped
+            if reshaped[name] != defaults[name]} == {
+        "InferwatchAccuracyDrop": 10, "InferwatchRegressionErrorRise": 10,
+        "InferwatchErrorBudgetBurnFast": 10, "InferwatchLatencyHigh": 10}
