@@ -246,6 +246,10 @@ COMMANDS = {
        for sub in ("generate", "profile", "demo", "report", "events tail", "events query")},
     **{f"python -m inferwatch.demo.{module}": [sys.executable, "-m", f"inferwatch.demo.{module}"]
        for module in ("streaming", "quiet_shift")},
+    # The benchmarks' runner, from a checkout (docs/benchmarks.md).
+    "python -m benchmarks": [sys.executable, "-c", "import runpy, sys; sys.path.insert(0, "
+                             f"{str(ROOT)!r}); runpy.run_module('benchmarks', "
+                             "run_name='__main__', alter_sys=True)"],
 }
 # Flags in the docs that belong to other programs (gunicorn, docker, Prometheus, ...).
 FOREIGN = {"--enable-feature", "--workers", "--worker-class", "--build", "--profile",
