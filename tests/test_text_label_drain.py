@@ -237,3 +237,23 @@ def test_text_counts_are_each_labels_rows_in_the_order_first_named(labels):
     texts, codes = text_codes_in_order(labels)
     assert texts == list(by_label)
     assert [texts[code] for code in codes.tolist()] == labels.tolist()
+
+
+@pytest.mark.parametrize("prefix", ["", "0:"])
+def test_object_labels_that_are_all_classes_are_each_kept_in_order(prefix):
+    """When every distinct label is an admitted class, no row is looked up one by one (the
+    drain keeps them all): the same labels, in their order, as the row-by-row judgement."""
+    from inferwatch.core.prediction_classes import admit_classes
+    from inferwatch.core.predictions import Prediction
+
+    labels = np.array(["dog", "cat", "dog", "c:1", "cat"] * 30, dtype=object)
+    prediction = Prediction()
+    kept = admit_classes(prediction, labels, set(KNOWN), prefix)
+    assert kept.tolist() == [prefix + label for label in labels.tolist()]
+    assert kept is not labels and kept.dtype == object
+    assert prediction.invalid == {}
+    mixed = Prediction()
+    some = admit_classes(mixed, np.array(["dog", "bird", None, "cat"], dtype=object),
+                         set(KNOWN), prefix)
+    assert some.tolist() == [prefix + "dog", prefix + "cat"]
+    assert mixed.invalid == {"unsupported_type": 1, "nan": 1}

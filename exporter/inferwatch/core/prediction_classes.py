@@ -346,12 +346,14 @@ def _object_text_classes(prediction: Prediction, labels: np.ndarray,
     n = len(values)
     if not admitted:  # ids, not classes (or none declared): no row to look up
         keep = np.zeros(n, dtype=bool)
+    elif not missing and len(admitted) == len(distinct):
+        keep = None  # every distinct label is an admitted class: every row is kept
     else:
         try:
             keep = np.fromiter(map(admitted.__contains__, values), dtype=bool, count=n)
         except Exception:  # a missing value whose comparison with a label raised
             return None
-    kept = int(np.count_nonzero(keep))
+    kept = n if keep is None else int(np.count_nonzero(keep))
     nan = n - int(np.fromiter(map(isinstance, values, itertools.repeat(str)), dtype=bool,
                               count=n).sum()) if missing else 0
     prediction.count_invalid("nan", nan)
