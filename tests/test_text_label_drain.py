@@ -11,7 +11,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import inferwatch
@@ -257,3 +257,31 @@ def test_object_labels_that_are_all_classes_are_each_kept_in_order(prefix):
                          set(KNOWN), prefix)
     assert some.tolist() == [prefix + "dog", prefix + "cat"]
     assert mixed.invalid == {"unsupported_type": 1, "nan": 1}
+
+
+_LABEL_OBJECTS = st.one_of(st.sampled_from(["cat", "dog", "c:1", ""]), st.integers(-3, 3),
+                           st.just(["a", "list"]))
+
+
+@settings(max_examples=80, deadline=None)
+@example([["cat", 1, "1", True, "dog"] * 20])  # many rows, counted in C first: not all text
+@example([[["a", "list"], "cat"] * 40])  # many rows, unhashable
+@example([["dog", "cat"] * 40, ["c:1"] * 3])  # many rows of text, then a few
+@given(st.lists(st.one_of(st.lists(_LABEL_OBJECTS, min_size=1, max_size=150),
+                          st.lists(st.sampled_from(["cat", "dog", "c:1", ""]), min_size=1,
+                                   max_size=150)), min_size=1, max_size=4))
+def test_object_label_chunks_are_counted_by_their_text_in_the_order_first_seen(chunks):
+    """``count_classes`` of object chunks, few rows or many (a chunk of many is counted in C
+    before its types are looked at): each row under its text, keys in the order their rows
+    first come, unhashable rows (a list) made text too."""
+    from inferwatch.core.prediction_state import count_classes
+
+    arrays = []
+    for values in chunks:
+        array = np.empty(len(values), dtype=object)
+        array[:] = values
+        arrays.append(array)
+    expected = Counter(str(value) for values in chunks for value in values)
+    counted = count_classes(arrays)
+    assert counted == dict(expected)
+    assert list(counted) == list(expected)
