@@ -61,19 +61,12 @@ def test_a_shaped_copy_keeps_the_scrape_note_of_the_rules_it_reads() -> None:
 
 
 def _alert_copies(models: int, groups: int) -> Counter:
-    """Alert rules by name in the rendered rule files: `models` models with objectives of
-    their own, and `groups` regex entries that change the accuracy window, the fast burn
-    factor and ``InferwatchLatencyHigh``'s ``for`` (the benchmark's config)."""
-    entries: dict = {f"model-{i:03d}": {"latency": {"p99_seconds": round(0.05 + 0.01 * i, 3)},
-                                        "accuracy": {"min_ratio": 0.7},
-                                        "slo": {"availability": 0.995},
-                                        "drift": {"feature_threshold": 0.3}}
-                     for i in range(models)}
-    for g in range(groups):
-        entries[f"batch-{g}-.*"] = {"accuracy": {"window": "2h"},
-                                    "slo": {"fast_burn": {"factor": 10}},
-                                    "alerts": {"InferwatchLatencyHigh": {"for": "30m"}}}
-    files = rule_files(render(from_dict({"models": entries})))
+    """Alert rules by name in the rendered rule files of ``bench_rules``' config: `models`
+    models with objectives of their own, and `groups` regex entries that change the
+    accuracy window, the fast burn factor and ``InferwatchLatencyHigh``'s ``for``."""
+    from benchmarks.bench_rules import override_config
+
+    files = rule_files(render(override_config(models, groups)))
     return Counter(rule["alert"] for text in files.values()
                    for group in yaml.safe_load(text)["groups"]
                    for rule in group["rules"] if "alert" in rule)

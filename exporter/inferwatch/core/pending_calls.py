@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -56,7 +56,7 @@ class LaterSlices(NamedTuple):
     """
 
     probabilities: bool
-    slices: Sequence[Any]
+    slices: Iterable[Any]
 
 
 class ColumnSlices:
@@ -75,9 +75,6 @@ class ColumnSlices:
     def __init__(self, column: Any) -> None:
         self.column = column
         self.rows = len(column)
-
-    def __len__(self) -> int:
-        return len(range(SLICE_ROWS, self.rows, SLICE_ROWS))
 
     def __iter__(self) -> Iterator[Any]:
         column, rows = self.column, self.rows
