@@ -44,10 +44,11 @@ HUGE_BATCH_ROWS = 10_000_000
 HUGE_WAIT_TARGET = 0.1  # the longest wait for the monitor lock, as a share of the drain
 
 
-def _series(values: list) -> object:
+def _series(values: list, dtype: tuple | None = None) -> object:
+    """A pandas Series of `values`; with `dtype`, a categorical of those categories."""
     import pandas as pd
 
-    return pd.Series(values)
+    return pd.Series(values, dtype=None if dtype is None else pd.CategoricalDtype(dtype))
 
 
 def _frame(values: np.ndarray) -> object:
@@ -126,6 +127,13 @@ def _shapes() -> dict[str, tuple[Callable[[], tuple[Callable, dict]], object]]:
         "list of two output arrays": (
             lambda: (fn_of([np.array([10.0]), np.array([30.0])]), {}), 1),
         "pandas Series, 1 row": (lambda: (_Model(_series([0.5])).predict, {}), one),
+        # A label column of a frame, or labels cast to the model's classes per request.
+        "pandas category Series, 1 row": (
+            lambda: (_Model(_series(["fraud"], dtype=("legit", "fraud"))).predict, {}), one),
+        # pandas 3's Series.values of text: an Arrow-backed array.
+        "pandas text array, 1 row": (
+            lambda: (_Model(_series(["fraud"]).array).predict,
+                     {"classes": ["legit", "fraud"]}), one),
         "float function, 50-feature reference": (
             lambda: (fn_of(0.5), {"reference": reference()}), features),
         # A scikit-learn pipeline's usual input: a one-row DataFrame per request.

@@ -27,6 +27,19 @@ def is_column(kind: type) -> bool:
         kind.__name__ == "ChunkedArray" or kind.__name__.endswith("Array"))
 
 
+def is_text_column(kind: type) -> bool:
+    """Whether `kind` may be a column of text that Arrow holds: :func:`is_column`'s kinds,
+    and the Arrow-backed arrays of pandas (pandas 3's ``Series.values`` of text, an
+    ``ArrowDtype`` column's ``.array``).
+
+    >>> import pandas as pd
+    >>> is_text_column(type(pd.Series(["a"], dtype="string[pyarrow]").array))
+    True
+    """
+    return is_column(kind) or (kind.__module__.startswith("pandas")
+                               and hasattr(kind, "__arrow_array__"))
+
+
 def column_rows(column: Any, start: int, stop: int) -> Any:
     """Rows `start` to `stop` of a column :func:`is_column` tells, in its own class (a view
     in each library: no rows copied).

@@ -161,7 +161,9 @@ def _arrow_text(column: Any) -> Any:
         if getattr(dtype, "storage", None) != "pyarrow" and \
                 type(dtype).__name__ != "ArrowDtype":
             return None
-        arrow = getattr(column.array, "__arrow_array__", None)
+        # A Series through its array; pandas' Arrow-backed array (``Series.values``) itself.
+        values = column if hasattr(cls, "__arrow_array__") else column.array
+        arrow = getattr(values, "__arrow_array__", None)
         if arrow is None:
             return None
         arrow = arrow()

@@ -18,8 +18,9 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.core.call_rows import split_rows
+from inferwatch.core.categorical_calls import categorical_label_counts
 from inferwatch.core.class_probabilities import recording_distributions
-from inferwatch.core.column_arrays import is_column
+from inferwatch.core.column_arrays import is_text_column
 from inferwatch.core.object_labels import arrow_text_counts
 from inferwatch.core.options import VALUE_BUCKETS
 from inferwatch.core.prediction_classes import (
@@ -152,9 +153,11 @@ class PredictionBatch(StackedResults):
             # buffers), each a 1-D float array: read as the tuple of the same arrays is.
             return
         if len(kinds) == 1 and not probabilities and task != "regression" and \
-                self.features is None and is_column(next(iter(kinds))) and \
-                self._add_arrow_text(results):
-            # Text that Arrow holds: counted by pyarrow, never made a Python string a row.
+                self.features is None and (
+                    self._add_categoricals(results) or (
+                        is_text_column(next(iter(kinds))) and self._add_arrow_text(results))):
+            # Text that Arrow holds: counted by pyarrow, never made a Python string a row;
+            # categoricals: counted by their codes.
             return
         if len(kinds) == 1 and len(results) > 1:
             kind = next(iter(kinds))
@@ -267,6 +270,22 @@ class PredictionBatch(StackedResults):
             return False  # an empty answer: read as the general path reads it
         holder = Prediction()
         counted = count_text_values(holder, by_value, self._known_classes())
+        if counted is None:
+            return False
+        self._add_counted(holder, counted)
+        self.batch_sizes.extend(sizes)
+        return True
+
+    def _add_categoricals(self, results: Sequence[object]) -> bool:
+        """pandas categoricals of text categories, one per call, counted per code
+        (:func:`~inferwatch.core.categorical_calls.categorical_label_counts`), as each call
+        read alone counts them; False, recording nothing, for any other results."""
+        found = categorical_label_counts(results)
+        if found is None:
+            return False
+        by_value, declared, sizes = found
+        holder = Prediction()
+        counted = count_text_values(holder, by_value, self._known_classes() | declared)
         if counted is None:
             return False
         self._add_counted(holder, counted)

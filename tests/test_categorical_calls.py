@@ -1,0 +1,168 @@
+"""Calls that each return a pandas categorical (a ``category`` Series, a ``Categorical``)
+or pandas' Arrow-backed text array (pandas 3's ``Series.values``) are drained as one batch:
+read one call at a time they cost about 75 us (categoricals) and 12 us (Arrow text) of
+drain each. What is recorded must be exactly what reading each call alone records."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+import inferwatch
+from inferwatch.core import prediction_batch
+from inferwatch.core.prediction_classes import MAX_DECLARED_CATEGORIES
+from inferwatch.core.registry import Registry
+
+POOL = ["legit", "fraud", "review", "c:1", "", "ça"]
+SHARED = pd.CategoricalDtype(POOL[:3])
+
+
+class _Model:
+    def __init__(self, outputs):
+        self.outputs = outputs
+
+    def predict(self, index):
+        return self.outputs[index]
+
+
+def _figures(outputs, order, **options):
+    """What one drain of these calls records: class counts (in the order the series were
+    made), invalid counts, batch sizes, the task."""
+    registry = Registry(drain_interval=3600)
+    try:
+        model = inferwatch.instrument(_Model(outputs), name="m", version="1",
+                                      registry=registry, **options)
+        for index in order:
+            assert model.predict(index) is outputs[index]
+        mon = registry.monitor("m", "1")
+        mon.drain()
+        state = mon.state
+        sizes = state.histograms["inferwatch_batch_size"][()]
+        return {
+            "classes": [(key[0], value) for key, value in
+                        state.counters.get("inferwatch_predicted_class_total", {}).items()],
+            "invalid": {key: value for key, value in state.counters.get(
+                "inferwatch_invalid_predictions_total", {}).items() if value},
+            "sizes": (sizes.count, sizes.sum, list(sizes.counts)),
+            "task": state.info.get("task"),
+        }
+    finally:
+        registry.close()
+
+
+def _call_by_call(outputs, order, **options):
+    """The same drain with every call read alone (the general path)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(prediction_batch, "categorical_label_counts", lambda results: None)
+        return _figures(outputs, order, **options)
+
+
+@st.composite
+def _categoricals(draw):
+    """A call's categorical: labels from its categories and missing rows; the categories
+    shared by every call (one dtype object), or the call's own (pandas' inferred ones, or a
+    list in any order, unused categories included)."""
+    how = draw(st.sampled_from(["shared", "inferred", "listed"]))
+    if how == "shared":
+        categories = list(SHARED.categories)
+    else:
+        categories = draw(st.lists(st.sampled_from(POOL), min_size=1, max_size=5, unique=True))
+    labels = draw(st.lists(st.one_of(st.sampled_from(categories), st.none()),
+                           min_size=1, max_size=4))
+    if how == "shared":
+        return pd.Categorical(labels, dtype=SHARED)
+    if how == "inferred":
+        return pd.Categorical(labels)
+    return pd.Categorical(labels, categories=categories)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(_categoricals(), min_size=1, max_size=6),
+       st.lists(st.integers(0, 5), min_size=2, max_size=40), st.booleans(),
+       st.sampled_from([None, ["legit"], ["fraud", "review"]]), st.sampled_from([None, 1, 2]))
+@example([pd.Categorical(["fraud"]), pd.Categorical(["legit", None])], [0, 1, 0], True,
+         None, None)
+@example([pd.Categorical([None]), pd.Categorical([None], categories=["c:1"])], [1, 0], False,
+         ["legit"], None)
+def test_categoricals_of_many_calls_record_what_each_call_read_alone_records(
+        outputs, order, as_series, classes, max_classes):
+    if as_series:
+        outputs = [pd.Series(output) for output in outputs]
+    order = [i % len(outputs) for i in order]
+    options = {"classes": classes, "max_classes": max_classes}
+    options = {key: value for key, value in options.items() if value is not None}
+    together = _figures(outputs, order, **options)
+    assert together == _call_by_call(outputs, order, **options)
+    rows = [label for i in order for label in outputs[i].tolist()]
+    counted = dict(together["classes"])
+    if max_classes is None:
+        assert counted == dict(Counter(label for label in rows if isinstance(label, str)))
+    assert sum(counted.values()) + together["invalid"].get(("nan",), 0) == len(rows)
+
+
+def test_a_shared_dtype_counts_each_label_and_each_missing_row():
+    outputs = [pd.Series(["fraud", None], dtype=SHARED), pd.Series(["legit"], dtype=SHARED)]
+    figures = _figures(outputs, [0, 1, 0, 0])
+    assert dict(figures["classes"]) == {"fraud": 3, "legit": 1}
+    assert figures["invalid"] == {("nan",): 3}
+    assert figures["sizes"][:2] == (4, 7)
+    assert figures["task"] == "classification"
+    assert figures == _call_by_call(outputs, [0, 1, 0, 0])
+
+
+@pytest.mark.parametrize("categories", [
+    pytest.param([3, 1, 2], id="integer categories"),
+    pytest.param([f"id-{i}" for i in range(MAX_DECLARED_CATEGORIES + 1)],
+                 id="more categories than may be classes"),
+])
+def test_categoricals_the_batch_does_not_read_are_read_call_by_call(categories):
+    outputs = [pd.Series(categories[:2], dtype=pd.CategoricalDtype(categories)),
+               pd.Series(categories[1:3], dtype=pd.CategoricalDtype(categories))]
+    assert prediction_batch.categorical_label_counts(outputs) is None
+    assert _figures(outputs, [0, 1, 1]) == _call_by_call(outputs, [0, 1, 1])
+
+
+def test_with_a_reference_each_rows_label_still_reaches_prediction_drift(scraper):
+    """Prediction drift bins each row's label: with a reference, the calls are read one
+    by one, as before."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 2))
+    reference = inferwatch.Reference.from_data(
+        x, predictions=np.where(x[:, 0] > 0, "fraud", "legit"))
+    outputs = [pd.Series(["legit"], dtype=SHARED), pd.Series(["fraud"], dtype=SHARED)]
+    model = inferwatch.instrument(_Model(outputs), name="m", version="1", reference=reference,
+                                  registry=scraper.registry)
+    for i in range(200):
+        model.predict(0 if i % 4 else 1)  # mostly "legit": the class mix moved
+    assert scraper.value("inferwatch_prediction_drift", model="m", output="value",
+                         method="psi") > 0.1
+    assert scraper.value("inferwatch_predicted_class_total", model="m",
+                         **{"class": "legit"}) == 150
+
+
+@pytest.mark.parametrize("storage", ["pyarrow", "arrow dtype"])
+def test_arrow_text_arrays_of_many_calls_are_counted_as_their_series(storage, monkeypatch):
+    """pandas 3's ``Series.values`` of text is an Arrow-backed array: counted by pyarrow
+    over every call, as the Series themselves are."""
+    pytest.importorskip("pyarrow")
+    import pyarrow as pa
+
+    dtype = "string[pyarrow]" if storage == "pyarrow" else pd.ArrowDtype(pa.string())
+    series = [pd.Series(["fraud", None], dtype=dtype), pd.Series(["legit"], dtype=dtype),
+              pd.Series(["bird"], dtype=dtype)]
+    arrays = [one.array for one in series]
+    assert all(type(array).__name__ != "Series" for array in arrays)
+    order = [0, 1, 2, 0]
+    options = {"classes": ["legit", "fraud"]}
+    figures = _figures(arrays, order, **options)
+    assert dict(figures["classes"]) == {"fraud": 2, "legit": 1}
+    assert figures["invalid"] == {("nan",): 2, ("unsupported_type",): 1}
+    assert figures == _figures(series, order, **options)
+    with monkeypatch.context() as patch:  # each array read alone: the general path
+        patch.setattr(prediction_batch, "arrow_text_counts", lambda columns: None)
+        assert figures == _figures(arrays, order, **options)
