@@ -44,11 +44,19 @@ HUGE_BATCH_ROWS = 10_000_000
 HUGE_WAIT_TARGET = 0.1  # the longest wait for the monitor lock, as a share of the drain
 
 
-def _series(values: list, dtype: tuple | None = None) -> object:
-    """A pandas Series of `values`; with `dtype`, a categorical of those categories."""
+def _series(values: list, dtype: tuple | str | None = None) -> object:
+    """A pandas Series of `values`; with `dtype`, of that dtype, or a categorical of those
+    categories."""
     import pandas as pd
 
-    return pd.Series(values, dtype=None if dtype is None else pd.CategoricalDtype(dtype))
+    return pd.Series(values, dtype=pd.CategoricalDtype(dtype) if isinstance(dtype, tuple)
+                     else dtype)
+
+
+def _label_frame() -> object:
+    import pandas as pd
+
+    return pd.DataFrame({"label": pd.Series(["fraud"], dtype="str"), "score": [0.93]})
 
 
 def _frame(values: np.ndarray) -> object:
@@ -130,6 +138,12 @@ def _shapes() -> dict[str, tuple[Callable[[], tuple[Callable, dict]], object]]:
         # A label column of a frame, or labels cast to the model's classes per request.
         "pandas category Series, 1 row": (
             lambda: (_Model(_series(["fraud"], dtype=("legit", "fraud"))).predict, {}), one),
+        # A column of a frame that convert_dtypes() made: pandas' nullable integers.
+        "pandas Int64 Series, 1 row": (
+            lambda: (_Model(_series([1], dtype="Int64")).predict, {}), one),
+        # An MLflow pyfunc's answer: a frame of a label and a score.
+        "pandas DataFrame of a label and a score, 1 row": (
+            lambda: (_Model(_label_frame()).predict, {"classes": ["legit", "fraud"]}), one),
         # pandas 3's Series.values of text: an Arrow-backed array.
         "pandas text array, 1 row": (
             lambda: (_Model(_series(["fraud"]).array).predict,

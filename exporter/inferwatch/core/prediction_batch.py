@@ -166,8 +166,12 @@ class PredictionBatch(StackedResults):
             if arrays is not None:
                 self.add_results(arrays, probabilities, sizes_in_order, {np.ndarray})
                 return
+            if not probabilities and is_pandas_series(kind) and \
+                    self._add_masked_series(results):
+                return
         if len(kinds) == 1 and len(results) > 1 and not probabilities and \
-                is_pandas_frame(next(iter(kinds))) and self._add_plain_frames(results):
+                is_pandas_frame(next(iter(kinds))) and (
+                    self._add_plain_frames(results) or self._add_typed_frames(results)):
             return
         if not probabilities and kinds <= _CLASS_SCALARS and task != "regression":
             self.repeat_size(1, len(results))

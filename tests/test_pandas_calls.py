@@ -1,7 +1,9 @@
-"""Calls that each return a pandas categorical (a ``category`` Series, a ``Categorical``)
-or pandas' Arrow-backed text array (pandas 3's ``Series.values``) are drained as one batch:
-read one call at a time they cost about 75 us (categoricals) and 12 us (Arrow text) of
-drain each. What is recorded must be exactly what reading each call alone records."""
+"""Calls that each return a pandas categorical (a ``category`` Series, a ``Categorical``),
+pandas' Arrow-backed text array (pandas 3's ``Series.values``), a Series of a nullable
+dtype (``Int64``, ``Float64``, ``boolean``) or a DataFrame of typed columns (``{"label":
+str, "score": float}``, as an MLflow pyfunc answers) are drained as one batch: read one
+call at a time they cost about 48, 12, 40 and 80 us of drain each. What is recorded must be
+exactly what reading each call alone records."""
 
 from __future__ import annotations
 
@@ -17,25 +19,28 @@ import inferwatch
 from inferwatch.core import prediction_batch
 from inferwatch.core.prediction_classes import MAX_DECLARED_CATEGORIES
 from inferwatch.core.registry import Registry
+from inferwatch.core.stacked_results import StackedResults
 
 POOL = ["legit", "fraud", "review", "c:1", "", "ça"]
 SHARED = pd.CategoricalDtype(POOL[:3])
 
 
 class _Model:
-    def __init__(self, outputs):
+    def __init__(self, outputs, classes=None):
         self.outputs = outputs
+        if classes is not None:  # a scikit-learn classifier's
+            self.classes_ = np.array(classes)
 
     def predict(self, index):
         return self.outputs[index]
 
 
-def _figures(outputs, order, **options):
-    """What one drain of these calls records: class counts (in the order the series were
-    made), invalid counts, batch sizes, the task."""
+def _figures(outputs, order, model_classes=None, **options):
+    """What one drain of these calls records: values, class counts (in the order the series
+    were made), invalid counts, batch sizes, the task."""
     registry = Registry(drain_interval=3600)
     try:
-        model = inferwatch.instrument(_Model(outputs), name="m", version="1",
+        model = inferwatch.instrument(_Model(outputs, model_classes), name="m", version="1",
                                       registry=registry, **options)
         for index in order:
             assert model.predict(index) is outputs[index]
@@ -43,7 +48,10 @@ def _figures(outputs, order, **options):
         mon.drain()
         state = mon.state
         sizes = state.histograms["inferwatch_batch_size"][()]
+        values = {key: (h.count, h.sum, list(h.counts)) for key, h in
+                  state.histograms.get("inferwatch_prediction_value", {}).items()}
         return {
+            "values": values,
             "classes": [(key[0], value) for key, value in
                         state.counters.get("inferwatch_predicted_class_total", {}).items()],
             "invalid": {key: value for key, value in state.counters.get(
@@ -55,11 +63,14 @@ def _figures(outputs, order, **options):
         registry.close()
 
 
-def _call_by_call(outputs, order, **options):
+def _call_by_call(outputs, order, model_classes=None, **options):
     """The same drain with every call read alone (the general path)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(prediction_batch, "categorical_label_counts", lambda results: None)
-        return _figures(outputs, order, **options)
+        patch.setattr(StackedResults, "_add_masked_series", lambda self, results: False)
+        patch.setattr(StackedResults, "_add_typed_frames", lambda self, results: False)
+        patch.setattr(StackedResults, "_add_plain_frames", lambda self, results: False)
+        return _figures(outputs, order, model_classes, **options)
 
 
 @st.composite
@@ -166,3 +177,106 @@ def test_arrow_text_arrays_of_many_calls_are_counted_as_their_series(storage, mo
     with monkeypatch.context() as patch:  # each array read alone: the general path
         patch.setattr(prediction_batch, "arrow_text_counts", lambda columns: None)
         assert figures == _figures(arrays, order, **options)
+
+
+_MASKED = {
+    "Int64": st.one_of(st.none(), st.integers(-3, 3), st.integers(2**40, 2**40 + 2)),
+    "UInt8": st.one_of(st.none(), st.integers(0, 3)),
+    "Float64": st.one_of(st.none(), st.floats(-2, 2), st.sampled_from([0.0, 1.0])),
+    "boolean": st.one_of(st.none(), st.booleans()),
+}
+
+
+@st.composite
+def _masked_calls(draw):
+    """Calls of one nullable dtype, or (small integers) of two."""
+    dtype = draw(st.sampled_from([*sorted(_MASKED), "Int64 or UInt8"]))
+    if dtype == "Int64 or UInt8":
+        calls = draw(st.lists(st.tuples(st.sampled_from(["Int64", "UInt8"]), st.lists(
+            _MASKED["UInt8"], min_size=1, max_size=3)), min_size=1, max_size=5))
+    else:
+        calls = [(dtype, rows) for rows in draw(st.lists(
+            st.lists(_MASKED[dtype], min_size=1, max_size=3), min_size=1, max_size=5))]
+    return [pd.Series(rows, dtype=dtype) for dtype, rows in calls]
+
+
+@settings(max_examples=80, deadline=None)
+@given(_masked_calls(), st.lists(st.integers(0, 4), min_size=2, max_size=30),
+       st.sampled_from(["auto", "classification", "regression"]),
+       st.sampled_from([None, [0, 1], [0.0, 1.0], ["a", "b"]]))
+@example([pd.Series([1.0, None], dtype="Float64"), pd.Series([0.5], dtype="Float64")],
+         [0, 1], "auto", [0.0, 1.0])
+@example([pd.Series([None], dtype="Int64"), pd.Series([2**40], dtype="Int64")], [0, 1],
+         "auto", None)
+@example([pd.Series([3], dtype="UInt8"), pd.Series([None, 1], dtype="Int64")], [0, 1],
+         "auto", None)
+def test_nullable_series_of_many_calls_record_what_each_call_read_alone_records(
+        outputs, order, task, classes):
+    """A model whose classes are whole numbers decides call by call whether a call's
+    floats are its classes: those calls keep being read one by one."""
+    order = [i % len(outputs) for i in order]
+    together = _figures(outputs, order, classes, task=task)
+    assert together == _call_by_call(outputs, order, classes, task=task)
+    rows = sum(len(outputs[i]) for i in order)
+    assert together["sizes"][:2] == (len(order), rows)
+    assert together["invalid"].get(("nan",), 0) == sum(
+        int(outputs[i].isna().sum()) for i in order)
+
+
+_COLUMNS = {
+    "label": (st.one_of(st.none(), st.sampled_from(POOL)), "str"),
+    "score": (st.floats(allow_nan=True, allow_infinity=True, width=64), "float64"),
+    "count": (st.one_of(st.none(), st.integers(0, 5)), "Int64"),
+    "flag": (st.booleans(), "bool"),
+    "class_id": (st.integers(0, 2), "int64"),
+}
+
+
+@st.composite
+def _frames(draw):
+    names = draw(st.lists(st.sampled_from(sorted(_COLUMNS)), min_size=1, max_size=4,
+                          unique=True))
+    frames = []
+    for _ in range(draw(st.integers(1, 4))):
+        rows = draw(st.integers(1, 3))
+        frames.append(pd.DataFrame({
+            name: pd.Series(draw(st.lists(_COLUMNS[name][0], min_size=rows, max_size=rows)),
+                            dtype=_COLUMNS[name][1]) for name in names}))
+    return frames
+
+
+@settings(max_examples=80, deadline=None)
+@given(_frames(), st.lists(st.integers(0, 3), min_size=2, max_size=30),
+       st.sampled_from([None, ["legit", "fraud"]]), st.sampled_from([None, 1, 2]))
+@example([pd.DataFrame({"label": pd.Series(["fraud"], dtype="str"), "score": [0.9]}),
+          pd.DataFrame({"label": pd.Series([None], dtype="str"), "score": [float("nan")]})],
+         [0, 1, 0], ["legit", "fraud"], None)
+@example([pd.DataFrame({"a": [0], "b": [5]}), pd.DataFrame({"a": [1], "b": [5]})], [0, 1],
+         None, 2)  # two label columns: admitted call by call, past max_classes too
+def test_frames_of_many_calls_record_what_each_call_read_alone_records(
+        frames, order, classes, max_classes):
+    """Frames of one plain dtype were already stacked: they are held to the same rule
+    (two columns of labels, admitted as classes call by call, are read call by call)."""
+    order = [i % len(frames) for i in order]
+    options = {"classes": classes, "max_classes": max_classes}
+    options = {key: value for key, value in options.items() if value is not None}
+    together = _figures(frames, order, **options)
+    assert together == _call_by_call(frames, order, **options)
+    assert together["sizes"][:2] == (len(order), sum(len(frames[i]) for i in order))
+
+
+def test_frames_whose_columns_differ_in_dtype_or_hold_objects_are_read_call_by_call():
+    """A column of Python objects may hold numbers in one call and text in another; a
+    column that is ints in one call and floats in another is labels, then values."""
+    for frames in (
+        [pd.DataFrame({"out": np.array([1.5], dtype=object)}),
+         pd.DataFrame({"out": np.array(["fraud"], dtype=object)})],
+        [pd.DataFrame({"out": [1]}), pd.DataFrame({"out": [0.5]})],
+    ):
+        registry = Registry(drain_interval=3600)
+        try:
+            batch = prediction_batch.PredictionBatch.__new__(prediction_batch.PredictionBatch)
+            assert not StackedResults._add_typed_frames(batch, frames)
+        finally:
+            registry.close()
+        assert _figures(frames, [0, 1]) == _call_by_call(frames, [0, 1])
