@@ -280,3 +280,34 @@ def test_frames_whose_columns_differ_in_dtype_or_hold_objects_are_read_call_by_c
         finally:
             registry.close()
         assert _figures(frames, [0, 1]) == _call_by_call(frames, [0, 1])
+
+
+class _IdModel:
+    def __init__(self, outputs):
+        self.outputs = outputs
+
+    def predict(self, index, request_id=None):
+        return self.outputs[index]
+
+
+@pytest.mark.parametrize("categories", [pd.CategoricalDtype(["legit", "fraud"]), None])
+def test_categoricals_under_a_request_id_record_and_join_their_labels(categories, scraper):
+    """On the request path each call is read alone (its outcome joins its own rows): its
+    codes off its Categorical, its labels declared by its categories."""
+    outputs = [pd.Series(["fraud"], dtype=categories or "category"),
+               pd.Series(["legit", None], dtype=categories or "category")]
+    model = inferwatch.instrument(_IdModel(outputs), name="m", version="1",
+                                  registry=scraper.registry)
+    for i in range(6):
+        assert model.predict(i % 2, request_id=f"r{i}") is outputs[i % 2]
+    mon = inferwatch.monitor("m", registry=scraper.registry)
+    mon.record_outcome("r0", "fraud")
+    mon.record_outcome("r1", "fraud")
+    assert scraper.value("inferwatch_predicted_class_total", model="m",
+                         **{"class": "fraud"}) == 3
+    assert scraper.value("inferwatch_predicted_class_total", model="m",
+                         **{"class": "legit"}) == 3
+    assert scraper.value("inferwatch_invalid_predictions_total", model="m",
+                         reason="nan") == 3
+    assert scraper.value("inferwatch_outcomes_total", model="m", result="correct") == 1
+    assert scraper.value("inferwatch_outcomes_total", model="m", result="incorrect") == 1
