@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch.core import prediction_batch
-from inferwatch.core.prediction_classes import MAX_DECLARED_CATEGORIES
+from inferwatch.core.prediction_classes import MAX_DECLARED_CATEGORIES, SMALL_INTEGER_LIMIT
 from inferwatch.core.registry import Registry
 from inferwatch.core.stacked_results import StackedResults
 
@@ -217,6 +217,19 @@ def test_nullable_series_of_many_calls_record_what_each_call_read_alone_records(
     order = [i % len(outputs) for i in order]
     together = _figures(outputs, order, classes, task=task)
     assert together == _call_by_call(outputs, order, classes, task=task)
+    rows = [value for i in order for value in outputs[i].tolist()]
+    present = [value for value in rows if value is not pd.NA]
+    assert together["sizes"][:2] == (len(order), len(rows))
+    assert together["invalid"].get(("nan",), 0) == len(rows) - len(present)
+    kind = outputs[0].dtype.kind
+    if (kind in "iu" and task == "regression") or (kind == "f" and (
+            task == "regression" or (task == "auto" and classes is None))):
+        assert sum(count for count, _, _ in together["values"].values()) == len(present)
+    elif kind in "iu" and classes is None:
+        # An integer past SMALL_INTEGER_LIMIT is an id, not a class, unless declared one.
+        small = [v for v in present if abs(v) < SMALL_INTEGER_LIMIT]
+        assert dict(together["classes"]) == dict(Counter(str(v) for v in small))
+        assert together["invalid"].get(("unsupported_type",), 0) == len(present) - len(small)
     rows = sum(len(outputs[i]) for i in order)
     assert together["sizes"][:2] == (len(order), rows)
     assert together["invalid"].get(("nan",), 0) == sum(
