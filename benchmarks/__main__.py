@@ -12,6 +12,7 @@ from .common import print_table, print_unmet
 MODULES = {
     "bench_hot_path": "Hot path: instrument() vs a naive prometheus_client wrapper",
     "bench_shapes": "Per call shape: instrument() vs a naive prometheus_client wrapper",
+    "bench_result_kinds": "Drain per call, every kind of result a model may return",
     "bench_drain_memory": "Drains of many-row calls: glibc's heap and page faults",
     "bench_quantiles": "Rolling quantiles: accuracy and memory",
     "bench_drift": "Drift: PSI + JS + KS",

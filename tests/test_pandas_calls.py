@@ -31,19 +31,23 @@ class _Model:
         if classes is not None:  # a scikit-learn classifier's
             self.classes_ = np.array(classes)
 
-    def predict(self, index):
+    def predict(self, index, request_id=None):
         return self.outputs[index]
 
 
-def _figures(outputs, order, model_classes=None, **options):
+def _figures(outputs, order, model_classes=None, request_ids=False, **options):
     """What one drain of these calls records: values, class counts (in the order the series
-    were made), invalid counts, batch sizes, the task."""
+    were made), invalid counts, batch sizes, the task; with `request_ids`, of the same calls
+    on the request path (each under a request id of its own), which must be the same."""
     registry = Registry(drain_interval=3600)
     try:
         model = inferwatch.instrument(_Model(outputs, model_classes), name="m", version="1",
                                       registry=registry, **options)
-        for index in order:
-            assert model.predict(index) is outputs[index]
+        for call, index in enumerate(order):
+            if request_ids:  # the request path: each call's rows kept for its outcome
+                assert model.predict(index, request_id=f"r{call}") is outputs[index]
+            else:
+                assert model.predict(index) is outputs[index]
         mon = registry.monitor("m", "1")
         mon.drain()
         state = mon.state
@@ -109,6 +113,7 @@ def test_categoricals_of_many_calls_record_what_each_call_read_alone_records(
     options = {key: value for key, value in options.items() if value is not None}
     together = _figures(outputs, order, **options)
     assert together == _call_by_call(outputs, order, **options)
+    assert together == _figures(outputs, order, request_ids=True, **options)
     rows = [label for i in order for label in outputs[i].tolist()]
     counted = dict(together["classes"])
     if max_classes is None:
@@ -217,6 +222,7 @@ def test_nullable_series_of_many_calls_record_what_each_call_read_alone_records(
     order = [i % len(outputs) for i in order]
     together = _figures(outputs, order, classes, task=task)
     assert together == _call_by_call(outputs, order, classes, task=task)
+    assert together == _figures(outputs, order, classes, request_ids=True, task=task)
     rows = [value for i in order for value in outputs[i].tolist()]
     present = [value for value in rows if value is not pd.NA]
     assert together["sizes"][:2] == (len(order), len(rows))
@@ -276,6 +282,13 @@ def test_frames_of_many_calls_record_what_each_call_read_alone_records(
     together = _figures(frames, order, **options)
     assert together == _call_by_call(frames, order, **options)
     assert together["sizes"][:2] == (len(order), sum(len(frames[i]) for i in order))
+    assert together == _figures(frames, order, request_ids=True, **options)
+    rows = pd.concat([frames[i] for i in order], ignore_index=True)
+    missing = sum(int(rows[name].isna().sum()) for name in rows.columns)
+    assert together["invalid"].get(("nan",), 0) == missing
+    if "score" in rows.columns:
+        finite = int(np.isfinite(rows["score"].to_numpy(dtype=float)).sum())
+        assert together["values"][("score",)][0] == finite
 
 
 def test_frames_whose_columns_differ_in_dtype_or_hold_objects_are_read_call_by_call():

@@ -1,0 +1,142 @@
+"""The drain's cost per call for every kind of result a model may return.
+
+``bench_shapes`` times the common shapes against the naive wrapper, hot path and total.
+This table is wider and cheaper: one row per kind of one-row result (Python and numpy
+scalars, numpy arrays, containers, pandas, polars and pyarrow columns and frames, sparse
+rows), each the median drain of 1,000 calls of that kind, beside the drain of 1,000 float
+calls, without and with ``request_id=`` (the request path, where each call keeps its own
+rows for an outcome to join). A kind that every call reads alone through its library shows
+at once as a drain tens of times the float's; the rows are decompositions, not targets.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from benchmarks.common import Row, fmt_seconds
+
+CALLS = 1000
+CLASSES = ["legit", "fraud"]
+
+
+def _kinds() -> dict[str, tuple[Callable[[], object], dict]]:
+    """name -> (make(): one call's result, instrument options). Each call returns the
+    same object, as a model answering from a cache would; the drain reads it each time."""
+    import pandas as pd
+
+    labels = {"classes": CLASSES}
+    kinds: dict[str, tuple[Callable[[], object], dict]] = {
+        "float": (lambda: 0.5, {}),
+        "numpy float32 scalar": (lambda: np.float32(0.5), {}),
+        "numpy int64 label": (lambda: np.int64(1), {}),
+        "bool": (lambda: True, {}),
+        "text label": (lambda: "fraud", labels),
+        "numpy float array": (lambda: np.array([0.5]), {}),
+        "numpy text array": (lambda: np.array(["fraud"]), labels),
+        "numpy object array of text": (lambda: np.array(["fraud"], dtype=object), labels),
+        "numpy masked array": (lambda: np.ma.masked_array([0.5], mask=[False]), {}),
+        "predict_proba row as a list": (lambda: [[0.2, 0.8]], {}),
+        "list of two floats": (lambda: [0.1, 0.9], {}),
+        "tuple of a label and a score": (lambda: ("fraud", 0.9), labels),
+        "dict of a label and a score": (lambda: {"label": "fraud", "score": 0.9}, labels),
+        "dict of two float arrays": (
+            lambda: {"a": np.array([0.5]), "b": np.array([1.0])}, {}),
+        "pandas float Series": (lambda: pd.Series([0.5]), {}),
+        "pandas text Series": (lambda: pd.Series(["fraud"]), labels),
+        "pandas text array (Series.values)": (lambda: pd.Series(["fraud"]).array, labels),
+        "pandas category Series": (
+            lambda: pd.Series(["fraud"], dtype=pd.CategoricalDtype(CLASSES)), {}),
+        "pandas category Series of integers": (lambda: pd.Series([1], dtype="category"), {}),
+        "pandas Int64 Series": (lambda: pd.Series([1], dtype="Int64"), {}),
+        "pandas Int64 Series, missing": (lambda: pd.Series([None], dtype="Int64"), {}),
+        "pandas Float64 Series": (lambda: pd.Series([0.5], dtype="Float64"), {}),
+        "pandas boolean Series": (lambda: pd.Series([True], dtype="boolean"), {}),
+        "pandas DataFrame of two floats": (
+            lambda: pd.DataFrame({"a": [0.5], "b": [0.2]}), {}),
+        "pandas DataFrame of a label and a score": (
+            lambda: pd.DataFrame({"label": pd.Series(["fraud"], dtype="str"),
+                                  "score": [0.9]}), labels),
+    }
+    try:
+        import pyarrow as pa
+    except ImportError:
+        pa = None
+    if pa is not None:
+        kinds.update({
+            "pyarrow float array": (lambda: pa.array([0.5]), {}),
+            "pyarrow text array": (lambda: pa.array(["fraud"]), labels),
+        })
+    try:
+        import polars as pl
+    except ImportError:
+        pl = None
+    if pl is not None:
+        kinds.update({
+            "polars float Series": (lambda: pl.Series([0.5]), {}),
+            "polars text Series": (lambda: pl.Series(["fraud"]), labels),
+            "polars Enum Series": (lambda: pl.Series(["fraud"], dtype=pl.Enum(CLASSES)), {}),
+            "polars float Series, null": (lambda: pl.Series([None], dtype=pl.Float64), {}),
+            "polars DataFrame of a float": (lambda: pl.DataFrame({"a": [0.5]}), {}),
+        })
+    try:
+        import scipy.sparse as sparse
+    except ImportError:
+        sparse = None
+    if sparse is not None:
+        kinds["scipy.sparse row (multi-label)"] = (
+            lambda: sparse.csr_matrix(np.array([[0, 1, 1]])), {})
+    return kinds
+
+
+class _Model:
+    def __init__(self, result: object) -> None:
+        self.result = result
+
+    def predict(self, x: object, request_id: str | None = None) -> object:
+        return self.result
+
+
+def _drain_per_call(result: object, options: dict, request_ids: bool, rounds: int) -> float:
+    """The median drain of CALLS calls returning `result`, per call."""
+    from inferwatch.core.instrument import instrument
+    from inferwatch.core.registry import Registry
+
+    registry = Registry(drain_interval=3600)
+    try:
+        model = instrument(_Model(result), name="kind", version="1", registry=registry,
+                           **options)
+        monitor = registry.monitor("kind", "1")
+        ids = [f"r{i}" for i in range(CALLS)] if request_ids else None
+        spent = []
+        for _ in range(rounds + 1):  # the first drain settles the series: not timed
+            if ids is None:
+                for i in range(CALLS):
+                    model.predict(i)
+            else:
+                for request_id in ids:
+                    model.predict(0, request_id=request_id)
+            start = time.perf_counter()
+            monitor.drain()
+            spent.append(time.perf_counter() - start)
+        return statistics.median(spent[1:]) / CALLS
+    finally:
+        registry.close()
+
+
+def run(quick: bool = False) -> list[Row]:
+    rounds = 3 if quick else 7
+    rows = []
+    _drain_per_call(0.5, {}, False, rounds)  # the first registry's imports and caches
+    floor = {ids: _drain_per_call(0.5, {}, ids, rounds) for ids in (False, True)}
+    for name, (make, options) in _kinds().items():
+        for ids in (False, True):
+            spent = _drain_per_call(make(), options, ids, rounds)
+            where = "with request_id=" if ids else "plain call"
+            rows.append(Row(f"drain per call, {where}: {name}", fmt_seconds(spent),
+                            f"float {fmt_seconds(floor[ids])}", spent / floor[ids],
+                            "(decomposition)", True))
+    return rows
