@@ -206,11 +206,15 @@ def _missing_rows(result: object, rows: int) -> np.ndarray | None:
     [False, True, True]
     """
     try:
-        is_null = getattr(result, "is_null", None)  # polars Series, pyarrow arrays
-        if not callable(is_null):
-            is_null = getattr(result, "isna", None)  # pandas objects
-        if callable(is_null):
-            missing = np.asarray(is_null(), dtype=bool)
+        # Asked of the class: a pandas object looks a missing attribute up among its
+        # columns, some microseconds a call.
+        kind = type(result)
+        if callable(getattr(kind, "is_null", None)):  # polars Series, pyarrow arrays
+            missing = np.asarray(result.is_null(), dtype=bool)
+        elif callable(getattr(kind, "isna", None)):  # pandas objects
+            if kind.__name__ == "Series" and kind.__module__.startswith("pandas"):
+                result = result.array  # whose isna makes no Series
+            missing = np.asarray(result.isna(), dtype=bool)
         else:
             array = to_array(result)
             if array.dtype.kind == "f":
