@@ -88,7 +88,7 @@ def _assert_same_records(plain, requested):
 def _call_by_call(outputs, order, model_classes=None, **options):
     """The same drain with every call read alone (the general path)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(prediction_batch, "categorical_label_counts", lambda results: None)
+        patch.setattr(prediction_batch, "categorical_rows", lambda results: None)
         patch.setattr(StackedResults, "_add_masked_series", lambda self, results: False)
         patch.setattr(StackedResults, "_add_typed_frames", lambda self, results: False)
         patch.setattr(StackedResults, "_add_plain_frames", lambda self, results: False)
@@ -96,13 +96,16 @@ def _call_by_call(outputs, order, model_classes=None, **options):
 
 
 @st.composite
-def _categoricals(draw):
+def _categoricals(draw, integers=False):
     """A call's categorical: labels from its categories and missing rows; the categories
     shared by every call (one dtype object), or the call's own (pandas' inferred ones, or a
-    list in any order, unused categories included)."""
-    how = draw(st.sampled_from(["shared", "inferred", "listed"]))
+    list in any order, unused categories included); with `integers`, class ids."""
+    how = "integers" if integers else draw(st.sampled_from(["shared", "inferred", "listed"]))
     if how == "shared":
         categories = list(SHARED.categories)
+    elif how == "integers":  # class ids, a large one (an id no cap admits) among them
+        categories = draw(st.lists(st.sampled_from([0, 1, 7, -2, 2**40]), min_size=1,
+                                   max_size=4, unique=True))
     else:
         categories = draw(st.lists(st.sampled_from(POOL), min_size=1, max_size=5, unique=True))
     labels = draw(st.lists(st.one_of(st.sampled_from(categories), st.none()),
@@ -111,11 +114,12 @@ def _categoricals(draw):
         return pd.Categorical(labels, dtype=SHARED)
     if how == "inferred":
         return pd.Categorical(labels)
-    return pd.Categorical(labels, categories=categories)
+    return pd.Categorical(labels, categories=categories)  # integers too: their own set
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.lists(_categoricals(), min_size=1, max_size=6),
+@given(st.booleans().flatmap(lambda integers: st.lists(_categoricals(integers), min_size=1,
+                                                      max_size=6)),
        st.lists(st.integers(0, 5), min_size=2, max_size=40), st.booleans(),
        st.sampled_from([None, ["legit"], ["fraud", "review"]]), st.sampled_from([None, 1, 2]))
 @example([pd.Categorical(["fraud"]), pd.Categorical(["legit", None])], [0, 1, 0], True,
@@ -134,8 +138,9 @@ def test_categoricals_of_many_calls_record_what_each_call_read_alone_records(
     _assert_same_records(together, _figures(outputs, order, request_ids=True, **options))
     rows = [label for i in order for label in outputs[i].tolist()]
     counted = dict(together["classes"])
-    if max_classes is None:
-        assert counted == dict(Counter(label for label in rows if isinstance(label, str)))
+    if max_classes is None:  # every label declared by its categories: an integer too
+        assert counted == dict(Counter(str(label) for label in rows
+                                       if label is not None and label == label))
     assert sum(counted.values()) + together["invalid"].get(("nan",), 0) == len(rows)
 
 
@@ -150,14 +155,15 @@ def test_a_shared_dtype_counts_each_label_and_each_missing_row():
 
 
 @pytest.mark.parametrize("categories", [
-    pytest.param([3, 1, 2], id="integer categories"),
+    pytest.param([0.5, 1.5, 2.5], id="float categories"),
+    pytest.param([True, False], id="bool categories"),
     pytest.param([f"id-{i}" for i in range(MAX_DECLARED_CATEGORIES + 1)],
                  id="more categories than may be classes"),
 ])
 def test_categoricals_the_batch_does_not_read_are_read_call_by_call(categories):
     outputs = [pd.Series(categories[:2], dtype=pd.CategoricalDtype(categories)),
                pd.Series(categories[1:3], dtype=pd.CategoricalDtype(categories))]
-    assert prediction_batch.categorical_label_counts(outputs) is None
+    assert prediction_batch.categorical_rows(outputs) is None
     assert _figures(outputs, [0, 1, 1]) == _call_by_call(outputs, [0, 1, 1])
 
 

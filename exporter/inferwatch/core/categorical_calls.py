@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,26 +32,71 @@ _CATEGORIES = operator.attrgetter("categories")
 _NDIM = operator.attrgetter("ndim")
 _NDARRAYS = {np.ndarray}
 _TEXT = {str}
+_INTEGERS = {int}  # pandas gives integer categories as Python ints; bools stay apart
 _CATEGORICAL_DTYPES = frozenset({"CategoricalDtype"})
 
 
-def categorical_label_counts(results: Sequence[object]
-                             ) -> tuple[dict[str | None, int], frozenset[str], list[int]] | None:
-    """For many calls' pandas categoricals (``category`` Series or ``Categorical``, one a
-    call) of text categories: ({label: rows} in the order the rows first name them, and
-    None last for the missing rows; the categories they declare as classes; each call's
-    rows). None for anything else: another kind of result, an empty one, a category that
-    is not text, or more categories than may be declared classes (each call is then read
-    alone).
+class CategoricalRows(NamedTuple):
+    """Many calls' categoricals as one batch: the drain's categories (each once, in the
+    order first met), each row's place among them (-1 for a missing row), the classes the
+    categories declare (their text), each call's rows, and whether the categories are
+    integers (class ids) rather than text."""
+
+    categories: list
+    rows: np.ndarray
+    declared: frozenset[str]
+    sizes: list[int]
+    integers: bool
+
+    def label_counts(self) -> dict[str | None, int]:
+        """{label: rows} of text categories, in the order the rows first name them, and
+        None last for the missing rows.
+
+        >>> import pandas as pd
+        >>> kind = pd.CategoricalDtype(["legit", "fraud"])
+        >>> categorical_rows([pd.Series(["fraud", None], dtype=kind),
+        ...                   pd.Series(["review"], dtype="category"),
+        ...                   pd.Series(["legit"], dtype=kind)]).label_counts()
+        {'fraud': 1, 'review': 1, 'legit': 1, None: 1}
+        """
+        present = self.rows[self.rows >= 0]
+        counts: dict[str | None, int] = {}
+        if present.size:
+            found, first_rows = np.unique(present, return_index=True)
+            per_place = np.bincount(present, minlength=len(self.categories))
+            for place in found[np.argsort(first_rows, kind="stable")].tolist():
+                counts[self.categories[place]] = int(per_place[place])
+        missing = int(self.rows.size - present.size)
+        if missing:
+            counts[None] = missing
+        return counts
+
+    def labels(self) -> tuple[np.ndarray, int]:
+        """(every row's label, in call order, without the missing rows; how many were
+        missing): integer categories as int64, as each call's labels read alone are.
+
+        >>> import pandas as pd
+        >>> categorical_rows([pd.Series([3, None, 1], dtype="category")]).labels()[0].tolist()
+        [3, 1]
+        """
+        present = self.rows[self.rows >= 0]
+        values = np.array(self.categories, dtype=np.int64 if self.integers else object)
+        return values[present], int(self.rows.size - present.size)
+
+
+def categorical_rows(results: Sequence[object]) -> CategoricalRows | None:
+    """Many calls' pandas categoricals (``category`` Series or ``Categorical``, one a
+    call) of text or integer categories as one :class:`CategoricalRows`. None for anything
+    else: another kind of result, an empty one, categories of another kind (floats, bools,
+    text beside integers), or more categories than may be declared classes (each call is
+    then read alone).
 
     >>> import pandas as pd
-    >>> kind = pd.CategoricalDtype(["legit", "fraud"])
-    >>> counts, declared, sizes = categorical_label_counts(
-    ...     [pd.Series(["fraud", None], dtype=kind), pd.Series(["review"], dtype="category"),
-    ...      pd.Series(["legit"], dtype=kind)])
-    >>> counts, sorted(declared), sizes
-    ({'fraud': 1, 'review': 1, 'legit': 1, None: 1}, ['fraud', 'legit', 'review'], [2, 1, 1])
-    >>> categorical_label_counts([pd.Series(["a"])]) is None
+    >>> found = categorical_rows([pd.Series(["b", None], dtype="category"),
+    ...                           pd.Series(["a"], dtype=pd.CategoricalDtype(["a", "b"]))])
+    >>> found.categories, found.rows.tolist(), sorted(found.declared), found.sizes
+    (['b', 'a'], [0, -1, 1], ['a', 'b'], [2, 1])
+    >>> categorical_rows([pd.Series(["a"])]) is None
     True
     """
     # The first call's kind first: a drain of other pandas results (float Series) pays
@@ -75,9 +121,10 @@ def categorical_label_counts(results: Sequence[object]
     if not all(sizes):
         return None  # an empty answer: read as the general path reads it
     ids = list(map(id, categories))
-    labels, places, starts = _categories_of_calls(dict(zip(ids, categories)))
-    if labels is None:
+    found = _categories_of_calls(dict(zip(ids, categories)))
+    if found is None:
         return None
+    labels, places, starts, integers = found
     # Each call's codes moved into the drain's categories: one table of every distinct set
     # of categories' places, each call's codes shifted to its own set's part of it (a
     # missing row's -1 to the table's last entry, -1 too, or the set before's last place,
@@ -85,34 +132,28 @@ def categorical_label_counts(results: Sequence[object]
     codes = np.concatenate(codes_of_calls).astype(np.int64)
     shift_of_call = np.fromiter(map(starts.__getitem__, ids), dtype=np.int64, count=len(ids))
     rows = np.where(codes >= 0, places[codes + np.repeat(shift_of_call, sizes)], -1)
-    present = rows[rows >= 0]
-    counts: dict[str | None, int] = {}
-    if present.size:
-        found, first_rows = np.unique(present, return_index=True)
-        per_code = np.bincount(present, minlength=len(labels))
-        for code in found[np.argsort(first_rows, kind="stable")].tolist():
-            counts[labels[code]] = int(per_code[code])
-    missing = int(rows.size - present.size)
-    if missing:
-        counts[None] = missing
-    return counts, frozenset(labels), sizes
+    return CategoricalRows(labels, rows, frozenset(map(str, labels)), sizes, integers)
 
 
 def _categories_of_calls(categories_by_id: dict[int, object]
-                         ) -> tuple[list[str] | None, np.ndarray, dict[int, int]]:
+                         ) -> tuple[list, np.ndarray, dict[int, int], bool] | None:
     """(every category of the calls, each once, in the order first met; the place in that
     list of each category of each distinct set, the sets one after the other, and a last
-    -1; where each set's places start, by the id of its categories). None for the list
-    when a category is not text or a set is too long to declare classes."""
-    labels: list[str] = []
-    place: dict[str, int] = {}
+    -1; where each set's places start, by the id of its categories; whether they are
+    integers). None when a set is of other than text or integers (all of one kind), or too
+    long to declare classes."""
+    labels: list = []
+    place: dict = {}
     places: list[int] = []
     starts: dict[int, int] = {}
+    kinds: set[type] = set()
     for key, categories in categories_by_id.items():
         names = tuple(categories)
-        if not names or len(names) > MAX_DECLARED_CATEGORIES or \
-                set(map(type, names)) != _TEXT:
-            return None, np.empty(0, dtype=np.int64), {}
+        if not names or len(names) > MAX_DECLARED_CATEGORIES:
+            return None
+        kinds.update(map(type, names))
+        if kinds != _TEXT and kinds != _INTEGERS:
+            return None
         starts[key] = len(places)
         for name in names:
             if name not in place:
@@ -120,4 +161,4 @@ def _categories_of_calls(categories_by_id: dict[int, object]
                 labels.append(name)
         places.extend(map(place.__getitem__, names))
     places.append(-1)
-    return labels, np.array(places, dtype=np.int64), starts
+    return labels, np.array(places, dtype=np.int64), starts, kinds == _INTEGERS

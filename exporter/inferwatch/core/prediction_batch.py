@@ -18,7 +18,7 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.core.call_rows import split_rows
-from inferwatch.core.categorical_calls import categorical_label_counts
+from inferwatch.core.categorical_calls import categorical_rows
 from inferwatch.core.class_probabilities import recording_distributions
 from inferwatch.core.column_arrays import is_text_column
 from inferwatch.core.object_labels import arrow_text_counts
@@ -281,19 +281,31 @@ class PredictionBatch(StackedResults):
         return True
 
     def _add_categoricals(self, results: Sequence[object]) -> bool:
-        """pandas categoricals of text categories, one per call, counted per code
-        (:func:`~inferwatch.core.categorical_calls.categorical_label_counts`), as each call
-        read alone counts them; False, recording nothing, for any other results."""
-        found = categorical_label_counts(results)
+        """pandas categoricals of text or integer categories, one per call, read as one
+        batch (:func:`~inferwatch.core.categorical_calls.categorical_rows`): text counted
+        per label, class ids admitted as one array, as each call read alone records them;
+        False, recording nothing, for any other results."""
+        found = categorical_rows(results)
         if found is None:
             return False
-        by_value, declared, sizes = found
+        known = self._known_classes() | found.declared
         holder = Prediction()
-        counted = count_text_values(holder, by_value, self._known_classes() | declared)
-        if counted is None:
-            return False
-        self._add_counted(holder, counted)
-        self.batch_sizes.extend(sizes)
+        if found.integers:
+            # Class ids, admitted as each call's are (each declared by its categories).
+            labels, missing = found.labels()
+            holder.count_invalid("nan", missing)
+            admitted = admit_classes(holder, labels, known)
+            self.class_like = True
+            if admitted is not None and admitted.size:
+                self.classes.append(admitted)
+            for reason, count in holder.invalid.items():
+                self._invalid(reason, count)
+        else:
+            counted = count_text_values(holder, found.label_counts(), known)
+            if counted is None:
+                return False
+            self._add_counted(holder, counted)
+        self.batch_sizes.extend(found.sizes)
         return True
 
     def _known_classes(self) -> frozenset[str]:
