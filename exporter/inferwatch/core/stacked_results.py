@@ -448,7 +448,10 @@ class StackedResults:
         kind = arrays[0].dtype.kind
         if kind == "f" and self._whole_number_classes() is not None:
             return False
-        joined = type(results[0])(type(arrays[0])._concat_same_type(arrays))
+        try:
+            joined = type(results[0])(type(arrays[0])._concat_same_type(arrays))
+        except Exception:  # a pandas that joins them otherwise: each call read alone
+            return False
         prediction = self._normalized(joined, False)
         if prediction is None:
             return True  # as one call at a time: each would have failed the same way
@@ -483,7 +486,10 @@ class StackedResults:
         sizes = list(map(len, results))  # type: ignore[arg-type]
         if not all(sizes):
             return False
-        joined = sys.modules["pandas"].concat(results, ignore_index=True)
+        try:
+            joined = sys.modules["pandas"].concat(results, ignore_index=True)
+        except Exception:  # frames pandas will not join: each call read alone
+            return False
         prediction = self._normalized(joined, False)
         if prediction is None:
             return True  # as one call at a time: each would have failed the same way
