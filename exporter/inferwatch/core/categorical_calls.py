@@ -24,13 +24,10 @@ from typing import NamedTuple
 import numpy as np
 
 from inferwatch.core.prediction_classes import MAX_DECLARED_CATEGORIES
+from inferwatch.core.stacked_results import ARRAY_OF, DTYPE_OF, NDARRAY_ONLY, NDIM_OF
 
-_DTYPE = operator.attrgetter("dtype")
-_ARRAY = operator.attrgetter("array")
 _CODES = operator.attrgetter("codes")
 _CATEGORIES = operator.attrgetter("categories")
-_NDIM = operator.attrgetter("ndim")
-_NDARRAYS = {np.ndarray}
 _TEXT = {str}
 _INTEGERS = {int}  # pandas gives integer categories as Python ints; bools stay apart
 _CATEGORICAL_DTYPES = frozenset({"CategoricalDtype"})
@@ -106,16 +103,17 @@ def categorical_rows(results: Sequence[object]) -> CategoricalRows | None:
             type(getattr(results[0], "dtype", None)).__name__ not in _CATEGORICAL_DTYPES:
         return None
     try:
-        dtypes = list(map(_DTYPE, results))
+        dtypes = list(map(DTYPE_OF, results))
         if set(map(type, dtypes)) != {type(dtypes[0])}:
             return None
         # A Series' Categorical, or the Categorical itself: its codes (-1 for a missing row).
-        codes_of_calls = list(map(_CODES, map(_ARRAY, results) if kind.__name__ == "Series"
+        codes_of_calls = list(map(_CODES, map(ARRAY_OF, results) if kind.__name__ == "Series"
                                   else results))
         categories = list(map(_CATEGORIES, dtypes))
     except AttributeError:
         return None
-    if set(map(type, codes_of_calls)) != _NDARRAYS or set(map(_NDIM, codes_of_calls)) != {1}:
+    if set(map(type, codes_of_calls)) != NDARRAY_ONLY or \
+            set(map(NDIM_OF, codes_of_calls)) != {1}:
         return None
     sizes = list(map(len, codes_of_calls))
     if not all(sizes):

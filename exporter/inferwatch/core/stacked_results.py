@@ -39,8 +39,8 @@ _FLAT_KINDS = (_FLOAT_ONLY, _TEXT_ONLY, *SEQUENCES)  # a flat list's first call'
 SHAPE_OF = operator.attrgetter("shape")
 DTYPE_OF = operator.attrgetter("dtype")
 _CLASS_OF = operator.attrgetter("__class__")
-_NDIM_OF = operator.attrgetter("ndim")
-_NDARRAY_ONLY = {np.ndarray}
+NDIM_OF = operator.attrgetter("ndim")
+NDARRAY_ONLY = {np.ndarray}
 _DICT_ONLY = {dict}
 _ONE_ITEM = {1}
 _FIRST = operator.itemgetter(0)
@@ -48,7 +48,7 @@ _ONE_DIMENSION = {1}
 # A pandas Series' own array: for a numpy dtype, the numpy array that ``to_numpy()`` only
 # wraps in a read-only view, at about a tenth of its cost.
 SERIES_VALUES = operator.attrgetter("_values")
-_ARRAY_OF = operator.attrgetter("array")
+ARRAY_OF = operator.attrgetter("array")  # a pandas Series' ExtensionArray or ndarray
 
 
 def is_pandas_series(kind: type) -> bool:
@@ -122,7 +122,7 @@ def masked_series_arrays(results: Sequence[object]) -> list | None:
             type(getattr(first, "array", None)).__name__ not in _MASKED_ARRAYS:
         return None
     try:
-        arrays = list(map(_ARRAY_OF, results))
+        arrays = list(map(ARRAY_OF, results))
     except AttributeError:
         return None
     if len(set(map(type, arrays))) != 1 or len(set(map(DTYPE_OF, arrays))) != 1 or \
@@ -156,7 +156,7 @@ def plain_series_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
         held = list(map(SERIES_VALUES, results))
     except AttributeError:  # a pandas that keeps its arrays elsewhere: the public read
         held = None
-    if held is not None and set(map(type, held)) == _NDARRAY_ONLY:
+    if held is not None and set(map(type, held)) == NDARRAY_ONLY:
         # A Series of a numpy dtype holds an array of that very dtype: the dtypes are read
         # off the arrays in C, not through each Series' dtype property (about 0.9 us).
         array_dtypes = set(map(DTYPE_OF, held))
@@ -327,10 +327,10 @@ def array_output_columns(names: tuple, outputs: list[Sequence[object]]
     for output in outputs:
         # Exactly ndarray, as ``__class__`` tells (a proxy may pass for one); ``type``
         # is the cheaper read and says the same for every plain array.
-        if set(map(type, output)) != _NDARRAY_ONLY and \
-                set(map(_CLASS_OF, output)) != _NDARRAY_ONLY:
+        if set(map(type, output)) != NDARRAY_ONLY and \
+                set(map(_CLASS_OF, output)) != NDARRAY_ONLY:
             return None
-        if set(map(_NDIM_OF, output)) != _ONE_DIMENSION:
+        if set(map(NDIM_OF, output)) != _ONE_DIMENSION:
             return None
         dtypes = set(map(DTYPE_OF, output))
         if len(dtypes) != 1 or next(iter(dtypes)).kind != "f":
