@@ -46,6 +46,7 @@ from inferwatch.core.stacked_results import (
     array_tuple_columns,
     is_pandas_frame,
     is_pandas_series,
+    is_polars_frame,
     is_polars_series,
     one_dict_rows,
     plain_polars_arrays,
@@ -166,12 +167,14 @@ class PredictionBatch(StackedResults):
             if arrays is not None:
                 self.add_results(arrays, probabilities, sizes_in_order, {np.ndarray})
                 return
-            if not probabilities and is_pandas_series(kind) and \
-                    self._add_masked_series(results):
+            if not probabilities and (
+                    (is_pandas_series(kind) and self._add_masked_series(results)) or
+                    (is_polars_series(kind) and self._add_polars_series(results))):
                 return
-        if len(kinds) == 1 and len(results) > 1 and not probabilities and \
-                is_pandas_frame(next(iter(kinds))) and (
-                    self._add_plain_frames(results) or self._add_typed_frames(results)):
+        if len(kinds) == 1 and len(results) > 1 and not probabilities and (
+                (is_pandas_frame(next(iter(kinds))) and (
+                    self._add_plain_frames(results) or self._add_typed_frames(results))) or
+                (is_polars_frame(next(iter(kinds))) and self._add_polars_frames(results))):
             return
         if not probabilities and kinds <= _CLASS_SCALARS and task != "regression":
             self.repeat_size(1, len(results))

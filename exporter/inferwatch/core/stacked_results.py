@@ -70,8 +70,12 @@ _POLARS_PLAIN = frozenset({"Float64", "Float32", "Int8", "Int16", "Int32", "Int6
 def plain_polars_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
     """The arrays of many polars Series of one plain dtype and no nulls, as each reads
     alone; None for any other Series."""
+    # The first call's dtype first: polars makes an Enum's dtype anew at each look
+    # (about 20 us), which a drain of Enums then pays once, not once a call.
+    if str(results[0].dtype) not in _POLARS_PLAIN:  # type: ignore[attr-defined]
+        return None
     dtypes = {result.dtype for result in results}  # type: ignore[attr-defined]
-    if len(dtypes) != 1 or str(next(iter(dtypes))) not in _POLARS_PLAIN:
+    if len(dtypes) != 1:
         return None
     if any(result.null_count() for result in results):  # type: ignore[attr-defined]
         return None
@@ -129,6 +133,28 @@ def masked_series_arrays(results: Sequence[object]) -> list | None:
             not all(map(len, arrays)):
         return None
     return arrays
+
+
+def is_polars_frame(kind: type) -> bool:
+    """Whether `kind` is polars' DataFrame."""
+    return kind.__name__ == "DataFrame" and kind.__module__.startswith("polars")
+
+
+def polars_kind(dtype: object) -> str:
+    """A polars dtype as the numpy kind its column reads as for :func:`label_outputs`:
+    ``f`` for floats, ``i`` for integers, ``O`` for anything else (text, Enum, bools).
+
+    >>> import polars as pl
+    >>> polars_kind(pl.Float32), polars_kind(pl.UInt8), polars_kind(pl.Enum(["a"]))
+    ('f', 'i', 'O')
+    """
+    if dtype.is_float():  # type: ignore[attr-defined]
+        return "f"
+    return "i" if dtype.is_integer() else "O"  # type: ignore[attr-defined]
+
+
+# A polars column's kind (polars_kind) as a numpy dtype of that kind, for label_outputs.
+_POLARS_AS_NUMPY = {"f": np.dtype(np.float64), "i": np.dtype(np.int64), "O": np.dtype(object)}
 
 
 def is_pandas_frame(kind: type) -> bool:
@@ -489,6 +515,55 @@ class StackedResults:
         try:
             joined = sys.modules["pandas"].concat(results, ignore_index=True)
         except Exception:  # frames pandas will not join: each call read alone
+            return False
+        prediction = self._normalized(joined, False)
+        if prediction is None:
+            return True  # as one call at a time: each would have failed the same way
+        self._add(prediction, sizes)
+        return True
+
+    def _add_polars_series(self, results: Sequence[object]) -> bool:
+        """Many polars Series of one dtype that are no plain array (an Enum, nulls among
+        them), which polars reads at about 30 us a call: joined by ``pl.concat`` and read
+        as one Series, each call's rows its batch size. False, recording nothing, for Series
+        of several dtypes, an empty one, and floats from a model whose classes are whole
+        numbers (each call then decides alone whether its values are those classes)."""
+        # The first call's dtype alone (polars makes an Enum's anew at each look, about
+        # 20 us): ``pl.concat`` refuses Series of another dtype.
+        dtype = results[0].dtype  # type: ignore[attr-defined]
+        if polars_kind(dtype) == "f" and self._whole_number_classes() is not None:
+            return False
+        sizes = list(map(len, results))  # type: ignore[arg-type]
+        if not all(sizes):
+            return False
+        try:
+            joined = sys.modules["polars"].concat(results)
+        except Exception:  # Series of other dtypes, which polars will not join: each call
+            return False  # read alone
+        prediction = self._normalized(joined, False)
+        if prediction is None:
+            return True  # as one call at a time: each would have failed the same way
+        self._add(prediction, sizes)
+        return True
+
+    def _add_polars_frames(self, results: Sequence[object]) -> bool:
+        """Many polars DataFrames of one schema (the same columns of the same dtypes) with
+        at most one column of labels, which polars reads at about 14 us a call: joined by
+        ``pl.concat`` and read as one frame, each call's rows its batch size. False,
+        recording nothing, for any other frames."""
+        schemas = [tuple(frame.schema.items()) for frame in results]  # type: ignore[attr-defined]
+        if len(set(schemas)) != 1 or not schemas[0]:
+            return False
+        names = [name for name, _ in schemas[0]]
+        kinds = [_POLARS_AS_NUMPY[polars_kind(dtype)] for _, dtype in schemas[0]]
+        if label_outputs(kinds, names, self.settings.task) > 1:
+            return False
+        sizes = list(map(len, results))  # type: ignore[arg-type]
+        if not all(sizes):
+            return False
+        try:
+            joined = sys.modules["polars"].concat(results)
+        except Exception:  # frames polars will not join: each call read alone
             return False
         prediction = self._normalized(joined, False)
         if prediction is None:
