@@ -85,6 +85,18 @@ def _assert_same_records(plain, requested):
         assert total == pytest.approx(other_total, rel=1e-9, nan_ok=True)
 
 
+def drained_every_way(outputs, order, call_by_call, model_classes=None, **options):
+    """One drain's records of these calls (options left None are not passed), checked
+    against `call_by_call` (every call read alone) and against the request path; returned
+    for the test's own checks."""
+    options = {key: value for key, value in options.items() if value is not None}
+    together = _figures(outputs, order, model_classes, **options)
+    assert together == call_by_call(outputs, order, model_classes, **options)
+    _assert_same_records(together, _figures(outputs, order, model_classes, request_ids=True,
+                                            **options))
+    return together
+
+
 def _call_by_call(outputs, order, model_classes=None, **options):
     """The same drain with every call read alone (the general path)."""
     with pytest.MonkeyPatch.context() as patch:
@@ -131,11 +143,8 @@ def test_categoricals_of_many_calls_record_what_each_call_read_alone_records(
     if as_series:
         outputs = [pd.Series(output) for output in outputs]
     order = [i % len(outputs) for i in order]
-    options = {"classes": classes, "max_classes": max_classes}
-    options = {key: value for key, value in options.items() if value is not None}
-    together = _figures(outputs, order, **options)
-    assert together == _call_by_call(outputs, order, **options)
-    _assert_same_records(together, _figures(outputs, order, request_ids=True, **options))
+    together = drained_every_way(outputs, order, _call_by_call, classes=classes,
+                                 max_classes=max_classes)
     rows = [label for i in order for label in outputs[i].tolist()]
     counted = dict(together["classes"])
     if max_classes is None:  # every label declared by its categories: an integer too
@@ -244,10 +253,7 @@ def test_nullable_series_of_many_calls_record_what_each_call_read_alone_records(
     """A model whose classes are whole numbers decides call by call whether a call's
     floats are its classes: those calls keep being read one by one."""
     order = [i % len(outputs) for i in order]
-    together = _figures(outputs, order, classes, task=task)
-    assert together == _call_by_call(outputs, order, classes, task=task)
-    _assert_same_records(together, _figures(outputs, order, classes, request_ids=True,
-                                            task=task))
+    together = drained_every_way(outputs, order, _call_by_call, classes, task=task)
     rows = [value for i in order for value in outputs[i].tolist()]
     present = [value for value in rows if value is not pd.NA]
     assert together["sizes"][:2] == (len(order), len(rows))
@@ -302,12 +308,9 @@ def test_frames_of_many_calls_record_what_each_call_read_alone_records(
     """Frames of one plain dtype were already stacked: they are held to the same rule
     (two columns of labels, admitted as classes call by call, are read call by call)."""
     order = [i % len(frames) for i in order]
-    options = {"classes": classes, "max_classes": max_classes}
-    options = {key: value for key, value in options.items() if value is not None}
-    together = _figures(frames, order, **options)
-    assert together == _call_by_call(frames, order, **options)
+    together = drained_every_way(frames, order, _call_by_call, classes=classes,
+                                 max_classes=max_classes)
     assert together["sizes"][:2] == (len(order), sum(len(frames[i]) for i in order))
-    _assert_same_records(together, _figures(frames, order, request_ids=True, **options))
     rows = pd.concat([frames[i] for i in order], ignore_index=True)
     missing = sum(int(rows[name].isna().sum()) for name in rows.columns)
     assert together["invalid"].get(("nan",), 0) == missing

@@ -16,7 +16,7 @@ from inferwatch.core.stacked_results import StackedResults
 
 pl = pytest.importorskip("polars")
 
-from test_pandas_calls import _assert_same_records, _figures  # noqa: E402
+from test_pandas_calls import _figures, drained_every_way  # noqa: E402
 
 CLASSES = ["legit", "fraud", "review"]
 
@@ -60,10 +60,7 @@ def _series_calls(draw):
 def test_polars_series_of_many_calls_record_what_each_call_read_alone_records(
         outputs, order, task, classes):
     order = [i % len(outputs) for i in order]
-    together = _figures(outputs, order, classes, task=task)
-    assert together == _call_by_call(outputs, order, classes, task=task)
-    _assert_same_records(together, _figures(outputs, order, classes, request_ids=True,
-                                            task=task))
+    together = drained_every_way(outputs, order, _call_by_call, classes, task=task)
     rows = [value for i in order for value in outputs[i].to_list()]
     assert together["sizes"][:2] == (len(order), len(rows))
     assert together["invalid"].get(("nan",), 0) == sum(value is None for value in rows)
@@ -96,9 +93,6 @@ def test_polars_frames_of_many_calls_record_what_each_call_read_alone_records(
         frames, order, classes, max_classes):
     """Two columns of labels (text and integers) are read call by call, as pandas' are."""
     order = [i % len(frames) for i in order]
-    options = {"classes": classes, "max_classes": max_classes}
-    options = {key: value for key, value in options.items() if value is not None}
-    together = _figures(frames, order, **options)
-    assert together == _call_by_call(frames, order, **options)
-    _assert_same_records(together, _figures(frames, order, request_ids=True, **options))
+    together = drained_every_way(frames, order, _call_by_call, classes=classes,
+                                 max_classes=max_classes)
     assert together["sizes"][:2] == (len(order), sum(len(frames[i]) for i in order))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import operator
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -474,15 +474,9 @@ class StackedResults:
         kind = arrays[0].dtype.kind
         if kind == "f" and self._whole_number_classes() is not None:
             return False
-        try:
-            joined = type(results[0])(type(arrays[0])._concat_same_type(arrays))
-        except Exception:  # a pandas that joins them otherwise: each call read alone
-            return False
-        prediction = self._normalized(joined, False)
-        if prediction is None:
-            return True  # as one call at a time: each would have failed the same way
-        self._add(prediction, list(map(len, arrays)))
-        return True
+        return self._add_joined(
+            lambda: type(results[0])(type(arrays[0])._concat_same_type(arrays)),
+            list(map(len, arrays)))
 
     def _add_typed_frames(self, results: Sequence[object]) -> bool:
         """Many pandas DataFrames of the same uniquely named columns and the same dtype
@@ -512,14 +506,21 @@ class StackedResults:
         sizes = list(map(len, results))  # type: ignore[arg-type]
         if not all(sizes):
             return False
+        return self._add_joined(
+            lambda: sys.modules["pandas"].concat(results, ignore_index=True), sizes)
+
+    def _add_joined(self, join: Callable[[], object], sizes: list[int]) -> bool:
+        """Record many calls' results as the one result `join()` makes of them (pandas'
+        or polars' own concatenation), read once, each call's rows (`sizes`) its batch
+        size. False, recording nothing, when the library will not join them (other
+        dtypes, a version that joins them otherwise): each call is then read alone."""
         try:
-            joined = sys.modules["pandas"].concat(results, ignore_index=True)
-        except Exception:  # frames pandas will not join: each call read alone
+            joined = join()
+        except Exception:
             return False
         prediction = self._normalized(joined, False)
-        if prediction is None:
-            return True  # as one call at a time: each would have failed the same way
-        self._add(prediction, sizes)
+        if prediction is not None:  # else as one call at a time: each would fail alike
+            self._add(prediction, sizes)
         return True
 
     def _add_polars_series(self, results: Sequence[object]) -> bool:
@@ -529,22 +530,14 @@ class StackedResults:
         of several dtypes, an empty one, and floats from a model whose classes are whole
         numbers (each call then decides alone whether its values are those classes)."""
         # The first call's dtype alone (polars makes an Enum's anew at each look, about
-        # 20 us): ``pl.concat`` refuses Series of another dtype.
+        # 20 us): ``pl.concat`` refuses Series of another dtype, and each is read alone.
         dtype = results[0].dtype  # type: ignore[attr-defined]
         if polars_kind(dtype) == "f" and self._whole_number_classes() is not None:
             return False
         sizes = list(map(len, results))  # type: ignore[arg-type]
         if not all(sizes):
             return False
-        try:
-            joined = sys.modules["polars"].concat(results)
-        except Exception:  # Series of other dtypes, which polars will not join: each call
-            return False  # read alone
-        prediction = self._normalized(joined, False)
-        if prediction is None:
-            return True  # as one call at a time: each would have failed the same way
-        self._add(prediction, sizes)
-        return True
+        return self._add_joined(lambda: sys.modules["polars"].concat(results), sizes)
 
     def _add_polars_frames(self, results: Sequence[object]) -> bool:
         """Many polars DataFrames of one schema (the same columns of the same dtypes) with
@@ -561,15 +554,7 @@ class StackedResults:
         sizes = list(map(len, results))  # type: ignore[arg-type]
         if not all(sizes):
             return False
-        try:
-            joined = sys.modules["polars"].concat(results)
-        except Exception:  # frames polars will not join: each call read alone
-            return False
-        prediction = self._normalized(joined, False)
-        if prediction is None:
-            return True  # as one call at a time: each would have failed the same way
-        self._add(prediction, sizes)
-        return True
+        return self._add_joined(lambda: sys.modules["polars"].concat(results), sizes)
 
     def _add_scalar_dicts(self, results: Sequence[dict], listed: bool = True,
                           maps: bool = True) -> bool:
