@@ -166,6 +166,7 @@ def test_a_shared_dtype_counts_each_label_and_each_missing_row():
 @pytest.mark.parametrize("categories", [
     pytest.param([0.5, 1.5, 2.5], id="float categories"),
     pytest.param([True, False], id="bool categories"),
+    pytest.param([2**63 + 1, 1, 2], id="integer categories past int64"),
     pytest.param([f"id-{i}" for i in range(MAX_DECLARED_CATEGORIES + 1)],
                  id="more categories than may be classes"),
 ])
