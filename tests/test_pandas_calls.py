@@ -366,3 +366,50 @@ def test_categoricals_under_a_request_id_record_and_join_their_labels(categories
                          reason="nan") == 3
     assert scraper.value("inferwatch_outcomes_total", model="m", result="correct") == 1
     assert scraper.value("inferwatch_outcomes_total", model="m", result="incorrect") == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.booleans().flatmap(lambda integers: st.lists(_categoricals(integers), min_size=2,
+                                                      max_size=6)),
+       st.booleans(), st.sampled_from([None, ["legit"]]))
+def test_categoricals_under_request_ids_join_by_the_rows_each_call_gives_alone(
+        outputs, as_series, classes):
+    """On the request path a drain's categoricals are read as one batch too: each call's
+    rows (what its outcome joins by) are those the call read alone gives, a missing row
+    None."""
+    from inferwatch.core.options import Settings
+    from inferwatch.core.prediction_batch import PredictionBatch
+
+    if as_series:
+        outputs = [pd.Series(output) for output in outputs]
+    settings = Settings() if classes is None else Settings(classes=tuple(classes))
+    together = PredictionBatch(settings, {}, None, lambda: None)
+    rows = together.add_records(outputs, False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(prediction_batch, "categorical_rows", lambda results: None)
+        alone = PredictionBatch(settings, {}, None, lambda: None)
+        assert repr(rows) == repr(alone.add_records(outputs, False))  # NaN rows alike
+    assert together.batch_sizes == alone.batch_sizes == [len(output) for output in outputs]
+    if prediction_batch.categorical_rows(outputs) is not None:  # else read call by call
+        assert rows == [(tuple(None if label is None or label != label else str(label)
+                               for label in output.tolist()), None) for output in outputs]
+
+
+def test_outcomes_join_a_drain_of_categoricals_as_each_call_alone(scraper):
+    outputs = [pd.Series(["fraud", None], dtype=SHARED), pd.Series(["legit"], dtype=SHARED),
+               pd.Series(["review"], dtype=SHARED)]
+    model = inferwatch.instrument(_IdModel(outputs), name="m", version="1",
+                                  registry=scraper.registry)
+    for i in range(30):
+        model.predict(i % 3, request_id=f"r{i}")
+    mon = inferwatch.monitor("m", registry=scraper.registry)
+    for i in range(30):
+        mon.record_outcome(f"r{i}", "legit" if i % 2 else "review")
+    outcomes = {result: scraper.value("inferwatch_outcomes_total", model="m", result=result)
+                for result in ("correct", "incorrect")}
+    # r1, r4, ... predicted legit; r2, r5, ... review; r0, r3, ... fraud beside a missing row
+    expected = Counter()
+    for i in range(30):
+        label = ("fraud", "legit", "review")[i % 3]
+        expected["correct" if label == ("legit" if i % 2 else "review") else "incorrect"] += 1
+    assert outcomes == {"correct": expected["correct"], "incorrect": expected["incorrect"]}

@@ -83,6 +83,23 @@ class CategoricalRows(NamedTuple):
         return values[present], int(self.rows.size - present.size)
 
 
+    def call_rows(self) -> list[tuple[tuple, None]]:
+        """Each call's rows as an outcome joins them, as each call read alone gives them:
+        (its labels as text, a missing row None; no values).
+
+        >>> import pandas as pd
+        >>> categorical_rows([pd.Categorical(["b", None]), pd.Categorical(["a"])]).call_rows()
+        [(('b', None), None), (('a',), None)]
+        """
+        table = np.array([*map(str, self.categories), None], dtype=object)
+        cells = table[self.rows].tolist()  # a missing row's -1: the table's last, None
+        rows, offset = [], 0
+        for size in self.sizes:
+            rows.append((tuple(cells[offset:offset + size]), None))
+            offset += size
+        return rows
+
+
 def categorical_rows(results: Sequence[object]) -> CategoricalRows | None:
     """Many calls' pandas categoricals (``category`` Series or ``Categorical``, one a
     call) of text or integer categories as one :class:`CategoricalRows`. None for anything

@@ -18,7 +18,7 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.core.call_rows import split_rows
-from inferwatch.core.categorical_calls import categorical_rows
+from inferwatch.core.categorical_calls import CategoricalRows, categorical_rows
 from inferwatch.core.class_probabilities import recording_distributions
 from inferwatch.core.column_arrays import is_text_column
 from inferwatch.core.object_labels import arrow_text_counts
@@ -289,8 +289,11 @@ class PredictionBatch(StackedResults):
         per label, class ids admitted as one array, as each call read alone records them;
         False, recording nothing, for any other results."""
         found = categorical_rows(results)
-        if found is None:
-            return False
+        return found is not None and self._add_categorical_rows(found)
+
+    def _add_categorical_rows(self, found: CategoricalRows) -> bool:
+        """Record :meth:`_add_categoricals`' batch; False, recording nothing, when a label
+        is not what its categories said."""
         known = self._known_classes() | found.declared
         holder = Prediction()
         if found.integers:
@@ -429,6 +432,13 @@ class PredictionBatch(StackedResults):
         Many small 2-D float arrays of one width (one probability matrix per call) are
         normalised as one stacked matrix and split again by rows.
         """
+        if len(results) > 1 and not probabilities and self.features is None and \
+                self.settings.task != "regression":
+            # Many calls' categoricals (each call's rows, for its outcome, are its labels:
+            # every one of them a class its categories declare).
+            found = categorical_rows(results)
+            if found is not None and self._add_categorical_rows(found):
+                return found.call_rows() if split else []
         if len(results) > 1 and set(map(type, results)) == _NONE_ONLY and \
                 self._add_nones(len(results), probabilities):
             # No row: each joins as its result, as when read alone.
