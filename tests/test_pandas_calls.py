@@ -413,3 +413,40 @@ def test_outcomes_join_a_drain_of_categoricals_as_each_call_alone(scraper):
         label = ("fraud", "legit", "review")[i % 3]
         expected["correct" if label == ("legit" if i % 2 else "review") else "incorrect"] += 1
     assert outcomes == {"correct": expected["correct"], "incorrect": expected["incorrect"]}
+
+
+def _records_both_ways(outputs, settings):
+    """Each call's join rows and the batch sizes of `outputs` drained on the request path:
+    read as one batch where it may be, and every call read alone."""
+    from inferwatch.core.prediction_batch import PredictionBatch
+
+    together = PredictionBatch(settings, {}, None, lambda: None)
+    rows = together.add_records(outputs, False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(prediction_batch.PredictionBatch, "_joined_records",
+                      lambda self, results: None)
+        alone = PredictionBatch(settings, {}, None, lambda: None)
+        alone_rows = alone.add_records(outputs, False)
+    return (repr(rows), together.batch_sizes), (repr(alone_rows), alone.batch_sizes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_masked_calls(), st.sampled_from(["auto", "classification", "regression"]),
+       st.sampled_from([None, ("0", "1")]))
+def test_nullable_series_under_request_ids_join_by_the_rows_each_call_gives_alone(
+        outputs, task, classes):
+    """Joined where no row is dropped (a missing value, a non-finite float): each call's
+    rows as the call read alone gives them."""
+    from inferwatch.core.options import Settings
+
+    together, alone = _records_both_ways(outputs, Settings(task=task, classes=classes))
+    assert together == alone
+
+
+@settings(max_examples=60, deadline=None)
+@given(_frames(), st.sampled_from([None, ("legit", "fraud", "review", "c:1", "", "ça")]))
+def test_frames_under_request_ids_join_by_the_rows_each_call_gives_alone(frames, classes):
+    from inferwatch.core.options import Settings
+
+    together, alone = _records_both_ways(frames, Settings(classes=classes))
+    assert together == alone

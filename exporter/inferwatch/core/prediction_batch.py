@@ -439,6 +439,9 @@ class PredictionBatch(StackedResults):
             found = categorical_rows(results)
             if found is not None and self._add_categorical_rows(found):
                 return found.call_rows() if split else []
+            rows = self._joined_records(results)
+            if rows is not None:
+                return rows if split else []
         if len(results) > 1 and set(map(type, results)) == _NONE_ONLY and \
                 self._add_nones(len(results), probabilities):
             # No row: each joins as its result, as when read alone.
@@ -456,6 +459,38 @@ class PredictionBatch(StackedResults):
             self._add(prediction, sizes)
             return split_rows(prediction, sizes) if split else []
         return [self._add_call(result, probabilities) for result in results]
+
+    def _joined_records(self, results: Sequence[object]
+                        ) -> list[tuple[tuple | None, tuple | None] | None] | None:
+        """Many calls' pandas nullable Series or typed frames (what the plain path joins:
+        :meth:`_add_masked_series`, :meth:`_add_typed_frames`) recorded as one joined
+        result, and each call's rows for its outcome split from it again. None, recording
+        nothing, for any other results, and for a drain with a row the joined result drops
+        (a missing value, a non-finite float, a label no class was declared for): a call
+        read alone keeps None or NaN in that row's place, which a joined column loses."""
+        kinds = set(map(type, results))
+        if len(kinds) != 1:
+            return None
+        kind = next(iter(kinds))
+        found = self._masked_series_join(results) if is_pandas_series(kind) else \
+            self._typed_frames_join(results) if is_pandas_frame(kind) else None
+        if found is None:
+            return None
+        join, sizes = found
+        try:
+            joined = join()
+        except Exception:  # results pandas will not join: each call read alone
+            return None
+        prediction = self._normalized(joined, False)
+        if prediction is None:
+            return [None] * len(results)  # as one call at a time: each fails alike
+        if prediction.invalid:
+            return None
+        rows = split_rows(prediction, sizes)
+        if any(row is None for row in rows):
+            return None
+        self._add(prediction, sizes)
+        return rows
 
     def _add_nones(self, calls: int, probabilities: bool | None) -> bool:
         """`calls` calls that returned None (a handler with nothing to give back): each is

@@ -468,15 +468,20 @@ class StackedResults:
         call's rows its batch size. False, recording nothing, for any other Series, and for
         floats from a model whose classes are whole numbers (each call then decides alone
         whether its values are those classes)."""
+        found = self._masked_series_join(results)
+        return found is not None and self._add_joined(*found)
+
+    def _masked_series_join(self, results: Sequence[object]
+                            ) -> tuple[Callable[[], object], list[int]] | None:
+        """(how to join them, each call's rows) for :meth:`_add_masked_series`, or None."""
         arrays = masked_series_arrays(results)
         if arrays is None:
-            return False
+            return None
         kind = arrays[0].dtype.kind
         if kind == "f" and self._whole_number_classes() is not None:
-            return False
-        return self._add_joined(
-            lambda: type(results[0])(type(arrays[0])._concat_same_type(arrays)),
-            list(map(len, arrays)))
+            return None
+        return (lambda: type(results[0])(type(arrays[0])._concat_same_type(arrays)),
+                list(map(len, arrays)))
 
     def _add_typed_frames(self, results: Sequence[object]) -> bool:
         """Many pandas DataFrames of the same uniquely named columns and the same dtype
@@ -485,29 +490,34 @@ class StackedResults:
         joined by ``pd.concat`` and read as one frame, each call's rows its batch size.
         Every call's columns being of the same dtypes, each column is read as each call's
         is. False, recording nothing, for any other frames."""
+        found = self._typed_frames_join(results)
+        return found is not None and self._add_joined(*found)
+
+    def _typed_frames_join(self, results: Sequence[object]
+                           ) -> tuple[Callable[[], object], list[int]] | None:
+        """(how to join them, each call's rows) for :meth:`_add_typed_frames`, or None."""
         first = results[0]
         columns = first.columns  # type: ignore[attr-defined]
         names = tuple(columns)
         if not names or len(set(names)) != len(names):
-            return False
+            return None
         try:
             kinds = [tuple(frame._mgr.get_dtypes()) for frame in results]  # type: ignore[attr-defined]
         except Exception:  # a pandas without the block manager's method
-            return False
+            return None
         # A column of Python objects may hold numbers in one call and text in another,
         # which each call reads otherwise; pandas' text dtypes hold text only.
         if len(set(kinds)) != 1 or any(isinstance(dtype, np.dtype) and dtype.kind == "O"
                                        for dtype in kinds[0]):
-            return False
+            return None
         if label_outputs(kinds[0], names, self.settings.task) > 1:
-            return False
+            return None
         if not all(frame.columns.equals(columns) for frame in results):  # type: ignore[attr-defined]
-            return False
+            return None
         sizes = list(map(len, results))  # type: ignore[arg-type]
         if not all(sizes):
-            return False
-        return self._add_joined(
-            lambda: sys.modules["pandas"].concat(results, ignore_index=True), sizes)
+            return None
+        return lambda: sys.modules["pandas"].concat(results, ignore_index=True), sizes
 
     def _add_joined(self, join: Callable[[], object], sizes: list[int]) -> bool:
         """Record many calls' results as the one result `join()` makes of them (pandas'
