@@ -11,6 +11,7 @@ at once as a drain tens of times the float's; the rows are decompositions, not t
 
 from __future__ import annotations
 
+import importlib
 import statistics
 import time
 from collections.abc import Callable
@@ -61,19 +62,12 @@ def _kinds() -> dict[str, tuple[Callable[[], object], dict]]:
             lambda: pd.DataFrame({"label": pd.Series(["fraud"], dtype="str"),
                                   "score": [0.9]}), labels),
     }
-    try:
-        import pyarrow as pa
-    except ImportError:
-        pa = None
+    pa, pl, sparse = map(_optional, ("pyarrow", "polars", "scipy.sparse"))
     if pa is not None:
         kinds.update({
             "pyarrow float array": (lambda: pa.array([0.5]), {}),
             "pyarrow text array": (lambda: pa.array(["fraud"]), labels),
         })
-    try:
-        import polars as pl
-    except ImportError:
-        pl = None
     if pl is not None:
         kinds.update({
             "polars float Series": (lambda: pl.Series([0.5]), {}),
@@ -82,14 +76,18 @@ def _kinds() -> dict[str, tuple[Callable[[], object], dict]]:
             "polars float Series, null": (lambda: pl.Series([None], dtype=pl.Float64), {}),
             "polars DataFrame of a float": (lambda: pl.DataFrame({"a": [0.5]}), {}),
         })
-    try:
-        import scipy.sparse as sparse
-    except ImportError:
-        sparse = None
     if sparse is not None:
         kinds["scipy.sparse row (multi-label)"] = (
             lambda: sparse.csr_matrix(np.array([[0, 1, 1]])), {})
     return kinds
+
+
+def _optional(name: str) -> object:
+    """An optional library's module, or None where it is not installed."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
 
 
 class _Model:

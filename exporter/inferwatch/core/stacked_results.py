@@ -82,28 +82,35 @@ def plain_polars_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
     return [np.asarray(result.to_numpy()) for result in results]  # type: ignore[attr-defined]
 
 
-def label_outputs(dtypes: Sequence[object], names: Sequence[object], task: str) -> int:
-    """How many of a frame's columns (of these dtypes and names) are read as labels. A
-    frame of two or more is read call by call: each call's labels of every column are
-    admitted as classes before the next call's (past ``max_classes`` the order decides),
-    where one frame of all the calls would admit a column's labels before the next
-    column's.
+def label_columns(kinds: Sequence[str], names: Sequence[object], task: str) -> int:
+    """How many of a frame's columns, of these numpy kinds (:func:`column_kind`,
+    :func:`polars_kind`) and names, are read as labels. A frame of two or more is read call
+    by call: each call's labels of every column are admitted as classes before the next
+    call's (past ``max_classes`` the order decides), where one frame of all the calls would
+    admit a column's labels before the next column's.
 
-    >>> label_outputs([np.dtype("int64"), np.dtype("float64")], ["label", "score"], "auto")
+    >>> label_columns(["i", "f"], ["label", "score"], "auto")
     1
-    >>> label_outputs([np.dtype("int64"), np.dtype("float64")], ["id", "value"],
-    ...               "classification")
+    >>> label_columns(["i", "f"], ["id", "value"], "classification")
     2
     """
     count = 0
-    for dtype, name in zip(dtypes, names):
-        # A pandas nullable dtype reads as its numpy dtype; its text and categories (and
-        # numpy's objects) as labels.
-        kind = getattr(getattr(dtype, "numpy_dtype", dtype), "kind", "O")
+    for kind, name in zip(kinds, names):
         if kind not in "fiu" or (kind in "iu" and task != "regression") or (
                 kind == "f" and task == "classification" and name == DEFAULT_OUTPUT):
             count += 1
     return count
+
+
+def column_kind(dtype: object) -> str:
+    """The numpy kind a pandas column of `dtype` reads as: a nullable dtype its numpy
+    dtype's; text and categories (and numpy's objects) ``O``.
+
+    >>> import pandas as pd
+    >>> [column_kind(d) for d in (np.dtype("float32"), pd.Int64Dtype(), pd.StringDtype())]
+    ['f', 'i', 'O']
+    """
+    return getattr(getattr(dtype, "numpy_dtype", dtype), "kind", "O")
 
 
 # pandas' arrays of its nullable dtypes (numbers and bools with a mask for pd.NA).
@@ -141,7 +148,7 @@ def is_polars_frame(kind: type) -> bool:
 
 
 def polars_kind(dtype: object) -> str:
-    """A polars dtype as the numpy kind its column reads as for :func:`label_outputs`:
+    """A polars dtype as the numpy kind its column reads as for :func:`label_columns`:
     ``f`` for floats, ``i`` for integers, ``O`` for anything else (text, Enum, bools).
 
     >>> import polars as pl
@@ -151,10 +158,6 @@ def polars_kind(dtype: object) -> str:
     if dtype.is_float():  # type: ignore[attr-defined]
         return "f"
     return "i" if dtype.is_integer() else "O"  # type: ignore[attr-defined]
-
-
-# A polars column's kind (polars_kind) as a numpy dtype of that kind, for label_outputs.
-_POLARS_AS_NUMPY = {"f": np.dtype(np.float64), "i": np.dtype(np.int64), "O": np.dtype(object)}
 
 
 def is_pandas_frame(kind: type) -> bool:
@@ -447,7 +450,7 @@ class StackedResults:
                 # each call reads otherwise.
                 if not (isinstance(found, np.dtype) and found.kind in "fiub"):
                     return False
-                if label_outputs((found,) * len(names), names, self.settings.task) > 1:
+                if label_columns(found.kind * len(names), names, self.settings.task) > 1:
                     return False
                 dtype = found
             elif found != dtype:
@@ -510,7 +513,7 @@ class StackedResults:
         if len(set(kinds)) != 1 or any(isinstance(dtype, np.dtype) and dtype.kind == "O"
                                        for dtype in kinds[0]):
             return None
-        if label_outputs(kinds[0], names, self.settings.task) > 1:
+        if label_columns(list(map(column_kind, kinds[0])), names, self.settings.task) > 1:
             return None
         if not all(frame.columns.equals(columns) for frame in results):  # type: ignore[attr-defined]
             return None
@@ -558,8 +561,8 @@ class StackedResults:
         if len(set(schemas)) != 1 or not schemas[0]:
             return False
         names = [name for name, _ in schemas[0]]
-        kinds = [_POLARS_AS_NUMPY[polars_kind(dtype)] for _, dtype in schemas[0]]
-        if label_outputs(kinds, names, self.settings.task) > 1:
+        kinds = [polars_kind(dtype) for _, dtype in schemas[0]]
+        if label_columns(kinds, names, self.settings.task) > 1:
             return False
         sizes = list(map(len, results))  # type: ignore[arg-type]
         if not all(sizes):
