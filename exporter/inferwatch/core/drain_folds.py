@@ -311,8 +311,8 @@ def _fold_plain_arrays(predictions: PredictionBatch, joins: JoinsInOrder, task: 
     :func:`fold_requests` says, given `rest` and `cut`; its outcome join keeps the whole
     array's count either way.
     """
-    if not all(r.__class__ is _ndarray and r.shape[0] and (
-            r.ndim == 1 or (r.ndim == 2 and r.shape[1] == 1)) for r in results):
+    if not all(r.__class__ is _ndarray and (
+            r.ndim == 1 or (r.ndim == 2 and r.shape[1] == 1)) and r.shape[0] for r in results):
         return False
     if len({r.ndim for r in results}) != 1:
         return False  # rows and (n, 1) columns: each call read on its own
