@@ -184,6 +184,7 @@ def write_modified(tmp_path, change) -> str:
 @pytest.mark.parametrize(("change", "message"), [
     (lambda d: d.update(version=2), "key 'version' is 2"),
     (lambda d: d.update(format="other"), "key 'format' is 'other'"),
+    (lambda d: d.pop("format"), "not an inferwatch reference profile .it has no 'format' key"),
     (lambda d: d["features"][0].update(fractions=[1.0]),
      r"features\[0\] \('age'\): key 'fractions' has 1"),
     (lambda d: d["features"][0].update(edges=[3.0, 1.0, *d["features"][0]["edges"][2:]]),

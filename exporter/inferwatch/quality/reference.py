@@ -359,6 +359,10 @@ class Reference:
         """Build from the dict :meth:`to_dict` returns, validating every key."""
         if not isinstance(data, dict):
             raise ReferenceError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        if "format" not in data:  # another tool's JSON: say what this file should be
+            raise ReferenceError(f"{source}: not an inferwatch reference profile (it has no"
+                                 " 'format' key; make one with `inferwatch profile` or"
+                                 " Reference.from_data(...).save(path))")
         if data.get("format") != FORMAT:
             raise ReferenceError(f"{source}: key 'format' is {data.get('format')!r},"
                                  f" expected {FORMAT!r}")
