@@ -164,6 +164,8 @@ def test_prometheus_3_quoted_label_names_are_accepted(model: str) -> None:
     (',job="a"', "PromQL label matchers"),
     (",", "PromQL label matchers"),
     ('"\\ud800"="x"', "not a valid character"),
+    ('{job="x"}', "without the braces"),  # copied from a query
+    (' {job="x", env="prod"}', "without the braces"),
 ])
 def test_selectors_prometheus_refuses_stay_refused(model: str, words: str) -> None:
     error = error_for({"selectors": {"model": model}})

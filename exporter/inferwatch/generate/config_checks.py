@@ -149,6 +149,8 @@ def one_of(*choices: str) -> Callable[[Any], str | None]:
 def selector(value: Any) -> str | None:
     syntax = (f'must be PromQL label matchers such as job="model" (quoted values, Go string '
               f"escapes), got {value!r}")
+    if value.strip(" \t\n\r").startswith("{"):  # a selector as written in a query
+        syntax += "; write the matchers without the braces: the rules add them"
     position = 0
     while True:
         matcher = _MATCHER.match(value, position)
