@@ -235,6 +235,8 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
                         done = (clock() - start, result.copy())
                 else:
                     done = (clock() - start, recorded)
+            elif cls is dict:
+                done = (clock() - start, outputs_snapshot(result))
             elif cls is list and (not result or result[0].__class__ is not ndarray):
                 # ``return [score]``, a pipeline's list of label dicts: kept as returned
                 # (outputs_snapshot's own rule, told without its call).
@@ -257,13 +259,6 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
                     else:
                         known_outputs = frozen[0]
                         done = (clock() - start, known_outputs, None, frozen[1])
-            elif cls is dict:
-                for part in result.values():  # outputs_snapshot's first look, without its call
-                    if part.__class__ is ndarray:
-                        done = (clock() - start, outputs_snapshot(result))
-                        break
-                else:
-                    done = (clock() - start, result)
             else:
                 done = (clock() - start, recorded)
             if len(pending) < limit:
