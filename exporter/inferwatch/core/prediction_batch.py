@@ -69,6 +69,7 @@ _CLASS_SCALARS = _INT_SCALARS | {bool, str, np.bool_, np.str_}
 _LIST_ONLY = {list}
 _ARRAY_ONLY = {np.ndarray}
 _DICT_ONLY = {dict}
+_TUPLE_ONLY = {tuple}
 _LIST_OR_TUPLE = ({list}, {tuple})
 _NONE_ONLY = {type(None)}
 
@@ -204,26 +205,12 @@ class PredictionBatch(StackedResults):
             self.add_one(result, probabilities)
 
     def _add_scalar_rows(self, results: Sequence[tuple]) -> bool:
-        """Many tuples of one row's outputs (``return label, score`` per call), each
-        position of one kind in every call (:func:`scalar_column`), at most one of them
-        labels (text, whole numbers or bools): one dict of columns, read as each call's tuple is
-        (outputs ``0``, ``1``, ...), not one call at a time. False, recording nothing, for
-        any other tuples. (Two label outputs would admit their classes to a capped class
-        label output by output, where the calls read one at a time admit them call by
-        call.)"""
-        first = results[0]
-        if not scalar_output_row(first) or set(map(len, results)) != {len(first)}:
+        """Many tuples of one row's outputs (``return label, score`` per call) read as one
+        dict of columns (:func:`_scalar_row_columns`), not one call at a time. False,
+        recording nothing, for any other tuples."""
+        columns = _scalar_row_columns(results)
+        if columns is None:
             return False
-        columns: dict[str, np.ndarray] = {}
-        labels = 0
-        for j, column in enumerate(zip(*results)):
-            array = scalar_column(column)
-            if array is None:
-                return False
-            labels += array.dtype.kind != "f"
-            if labels > 1:
-                return False
-            columns[str(j)] = array
         prediction = self._normalized(columns, False)
         if prediction is None:
             return True  # as one call at a time: each would have failed the same way
@@ -510,8 +497,10 @@ class PredictionBatch(StackedResults):
 
     def add_dict_records(self, results: Sequence[object]) -> list | None:
         """Record many one-row dicts of named outputs (or a pipeline's lists of one such
-        dict), all of the shape :func:`scalar_dict_columns` reads, or many dicts, tuples or
-        lists of 1-D float arrays (:func:`array_dict_columns`, :func:`array_tuple_columns`),
+        dict), all of the shape :func:`scalar_dict_columns` reads, many tuples of one row's
+        outputs (``return label, score``: :func:`_scalar_row_columns`), or many dicts,
+        tuples or lists of 1-D float arrays (:func:`array_dict_columns`,
+        :func:`array_tuple_columns`),
         their float outputs finite, as one dict of columns; returns each one's classes or
         values, as :meth:`add_records` returns them reading each alone. None, recording nothing, for
         any other results, and for any whose rows the column loses (a NaN, a label no class
@@ -541,6 +530,8 @@ class PredictionBatch(StackedResults):
         elif kinds == _LIST_ONLY:
             rows = one_dict_rows(results)  # type: ignore[arg-type]
             columns = None if rows is None else scalar_dict_columns(rows, False, task)
+        elif kinds == _TUPLE_ONLY:  # ``return label, score``: as _add_scalar_rows reads them
+            columns = _scalar_row_columns(results)  # type: ignore[arg-type]
         # (A column of probability maps is finite: stackable_maps takes no other.)
         if columns is None or not all(np.isfinite(column).all() for column in columns.values()
                                       if column.__class__ is np.ndarray
@@ -775,3 +766,32 @@ class PredictionBatch(StackedResults):
         """Write what this drain gathered into `state`
         (:func:`~inferwatch.core.prediction_state.write_batch`)."""
         write_batch(self, state, now)
+
+
+def _scalar_row_columns(results: Sequence[tuple]) -> dict[str, np.ndarray] | None:
+    """Many tuples of one row's outputs (``return label, score`` per call), each position
+    of one kind in every call (:func:`scalar_column`), at most one of them labels (text,
+    whole numbers or bools), as the dict of columns ``0``, ``1``, ... a call's tuple is
+    read as; None for any other tuples. (Two label outputs would admit their classes to a
+    capped class label output by output, where the calls read one at a time admit them
+    call by call.)
+
+    >>> {k: v.tolist() for k, v in _scalar_row_columns([("a", 0.5), ("b", 0.25)]).items()}
+    {'0': ['a', 'b'], '1': [0.5, 0.25]}
+    >>> _scalar_row_columns([("a", "b", 0.5)]) is None
+    True
+    """
+    first = results[0]
+    if not scalar_output_row(first) or set(map(len, results)) != {len(first)}:
+        return None
+    columns: dict[str, np.ndarray] = {}
+    labels = 0
+    for j, column in enumerate(zip(*results)):
+        array = scalar_column(column)
+        if array is None:
+            return None
+        labels += array.dtype.kind != "f"
+        if labels > 1:
+            return None
+        columns[str(j)] = array
+    return columns
