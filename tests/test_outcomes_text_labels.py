@@ -97,3 +97,65 @@ def test_a_label_whose_utf8_form_was_kept_is_sized_as_a_fresh_one(monkeypatch):
     options = {"classes": ["cat", "é"]}
     as_the_general_path(monkeypatch, record_arrays, "_text_labels_as_rows",
                         lambda: _judged(calls, options, 2048))
+
+
+@st.composite
+def _object_arrays(draw) -> list[tuple[object, str | None]]:
+    """Calls of a drain, most under a request id: 1-D numpy arrays of Python objects, every
+    row text (a scikit-learn classifier fit on a pandas column of labels predicts these);
+    in some drains one with a missing row or a number, a 2-D one, an empty one, or one
+    past the rows this reader takes."""
+    results = [np.array(draw(st.lists(_LABELS, min_size=1, max_size=4)), dtype=object)
+               for _ in range(draw(st.integers(1, 20)))]
+    odd = draw(st.sampled_from(["none", "none", "missing", "missing", "number", "2-D",
+                                "empty", "long"]))
+    at = draw(st.integers(0, len(results) - 1))
+    if odd in ("missing", "number"):
+        results[at] = np.array(["cat", None if odd == "missing" else 1.5], dtype=object)
+    elif odd == "2-D":
+        results[at] = np.array([["cat"], ["dog"]], dtype=object)
+    elif odd == "empty":
+        results[at] = np.array([], dtype=object)
+    elif odd == "long":
+        results[at] = np.array(["cat", "dog"] * 2049, dtype=object)
+    return [(result, f"r-{number}" if draw(st.integers(0, 4)) else None)
+            for number, result in enumerate(results)]
+
+
+def _first_row(result) -> object:
+    return str(result.ravel()[0]) if result.size else "cat"
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(calls=_object_arrays(), task=st.sampled_from(["auto", "classification", "regression"]),
+       classes=st.sampled_from([None, ["cat", "dog"], ["cat", "dog", "owl", "", "é", "a\x00"]]),
+       cache_bytes=st.sampled_from([2048, 2**20]))
+def test_object_text_arrays_join_as_each_array_read_alone(monkeypatch, calls, task, classes,
+                                                          cache_bytes):
+    def judged() -> tuple[dict, list]:
+        return judged_after_drain(calls, None, task, cache_bytes, _first_row,
+                                  {} if classes is None else {"classes": classes})
+
+    as_the_general_path(monkeypatch, record_arrays, "_object_text_as_arrays", judged)
+
+
+def test_object_text_arrays_take_the_one_array_fold(monkeypatch):
+    """The fold above is the one such a drain takes; a missing row, or a label ending in
+    NUL, sends the drain to the general path, whose joins are the same (an object array
+    keeps "dog\x00" as its row: its outcome of the same text is judged correct)."""
+    taken = watched(monkeypatch, drain_folds, "_fold_plain_arrays")
+
+    def labels(*texts: object) -> np.ndarray:
+        return np.array(texts, dtype=object)
+
+    for calls, correct in (([(labels("cat"), "r-0"), (labels("dog", "cat"), "r-1")], 2),
+                           ([(labels("cat"), "r-0"), (labels("dog\x00"), "r-1")], 2),
+                           ([(labels("cat"), "r-0"), (labels(None), "r-1")], 1)):
+        series, entries = judged_after_drain(calls, None, "auto", 2**20, _first_row,
+                                             {"classes": ["cat", "dog"]})
+        assert sorted(entries) == ["r-0", "r-1"]
+        assert sum(value for key, value in series.items()
+                   if key[0] == "inferwatch_outcomes_total" and
+                   ("result", "correct") in key[1]) == correct
+    assert taken == [True, False, False]

@@ -28,8 +28,8 @@ from inferwatch.core.stacked_results import is_pandas_series, plain_series_array
 
 def as_plain_arrays(results: list) -> list:
     """`results` as the arrays one of the readers below makes of them, or as they are."""
-    return _series_as_arrays(_text_labels_as_rows(_scalar_labels_as_rows(
-        _finite_floats_as_rows(results))))
+    return _object_text_as_arrays(_series_as_arrays(_text_labels_as_rows(
+        _scalar_labels_as_rows(_finite_floats_as_rows(results)))))
 
 
 def _finite_floats_as_rows(results: list) -> list:
@@ -171,6 +171,35 @@ def _series_as_arrays(results: list) -> list:
 
 
 _STR_ONLY = {str}
+
+# Object arrays longer than this are read as they are (a join keeps the first rows of a
+# longer result as an array of them, which is made for numpy's own dtypes).
+_OBJECT_ROWS_MAX = 4096
+
+
+def _object_text_as_arrays(results: list) -> list:
+    """`results` that are all 1-D numpy arrays of Python objects, every row text (what a
+    scikit-learn classifier fit on a pandas column of labels predicts: its ``classes_``
+    are objects), as arrays of that text, which is how the general path reads each;
+    any other `results` as they are, text ending in NUL too (:func:`_text_rows`).
+
+    >>> [row.tolist() for row in _object_text_as_arrays([np.array(["cat"], dtype=object)])]
+    [['cat']]
+    >>> _object_text_as_arrays([np.array(["cat", None], dtype=object)])[0].dtype
+    dtype('O')
+    """
+    if not results or set(map(type, results)) != _NDARRAY_ONLY or not all(
+            result.dtype.kind == "O" and result.ndim == 1 and
+            0 < result.shape[0] <= _OBJECT_ROWS_MAX for result in results):
+        return results
+    labels = (np.concatenate(results) if len(results) > 1 else results[0]).tolist()
+    if set(map(type, labels)) != _STR_ONLY:
+        return results  # missing rows, numbers among the text: read call by call
+    rows = _text_rows(labels, [result.shape[0] for result in results])
+    return results if rows is None else rows
+
+
+_NDARRAY_ONLY = {np.ndarray}
 
 
 _INT_SCALARS = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64, np.uint32,
