@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -35,12 +36,21 @@ _VALUES = {
     "object text": st.sampled_from(["cat", "dog", "é"]),
     # pandas' text (Arrow-backed in pandas 3); a label ending in NUL is read call by call.
     "str": st.sampled_from(["cat", "dog", "é", "a\x00"]),
+    # Its other storages and Arrow's own text dtypes, a row missing in some.
+    "string": st.sampled_from(["cat", "dog", None]),
+    "string[python]": st.sampled_from(["cat", "dog", "é"]),
+    "large_string[pyarrow]": st.sampled_from(["cat", "dog", "a\x00", None]),
+    "string[pyarrow] (Arrow)": st.sampled_from(["cat", "dog", "é"]),
     # pandas' own dtypes, read call by call: their missing values and categories have
     # rules of their own.
     "Int64": st.sampled_from([0, 1, 2, None]),
     "boolean": st.sampled_from([True, False, None]),
     "category": st.sampled_from(["0", "1"]),
 }
+
+
+_DTYPES = {"object text": "object", "large_string[pyarrow]": pd.ArrowDtype(pa.large_string()),
+           "string[pyarrow] (Arrow)": pd.ArrowDtype(pa.string())}
 
 
 @st.composite
@@ -52,7 +62,7 @@ def _calls(draw) -> list[tuple[object, str | None]]:
     for number in range(draw(st.integers(1, 15))):
         kind = dtype if draw(st.integers(0, 9)) else draw(st.sampled_from(sorted(_VALUES)))
         values = draw(st.lists(_VALUES[kind], min_size=1, max_size=3))
-        series = pd.Series(values, dtype="object" if kind == "object text" else kind,
+        series = pd.Series(values, dtype=_DTYPES.get(kind, kind),
                            name=draw(st.sampled_from([None, "price"])))
         calls.append((series, f"r-{number}" if draw(st.integers(0, 4)) else None))
     return calls
@@ -94,7 +104,8 @@ def test_series_take_the_one_array_fold(monkeypatch):
     assert entries["r-1"][:2] == (None, "(0.5,)")
 
 
-@pytest.mark.parametrize("dtype", ["str", "object"])
+@pytest.mark.parametrize("dtype", ["str", "object", "string", "string[python]",
+                                   pd.ArrowDtype(pa.large_string())])
 def test_text_series_take_the_one_array_fold(monkeypatch, dtype):
     """Series of text (pandas' own, or objects) without a missing row take it too; one
     with a missing row does not."""

@@ -22,6 +22,7 @@ import itertools
 
 import numpy as np
 
+from inferwatch.core.object_labels import arrow_text_rows
 from inferwatch.core.prediction_batch import FLOAT_SCALARS
 from inferwatch.core.stacked_results import is_pandas_series, plain_series_arrays
 
@@ -140,9 +141,12 @@ def _text_rows(labels: list, lengths: list[int] | None) -> list | None:
     if any(label.endswith("\x00") for label in labels):
         return None
     block = np.array(labels, dtype=str)
-    if lengths is None:
+    if lengths is None or set(lengths) == _ONE_ROW:  # a row each: rows of one 2-D array
         return list(block.reshape(-1, 1))
     return np.split(block, np.cumsum(lengths[:-1]))
+
+
+_ONE_ROW = {1}
 
 
 _TEXT_SCALARS = frozenset({str, np.str_})
@@ -158,15 +162,21 @@ def _series_as_arrays(results: list) -> list:
     if not results or len(kinds := set(map(type, results))) != 1 or \
             not is_pandas_series(next(iter(kinds))):
         return results
-    arrays = plain_series_arrays(results)
-    if arrays is None:
-        return results
-    if arrays[0].dtype.kind != "O":
-        return arrays
-    labels = np.concatenate(arrays).tolist()
+    # Text Arrow holds (pandas 3's own): its rows converted by pyarrow for all at once.
+    found = arrow_text_rows(results)
+    if found is not None:
+        labels, lengths = found
+    else:
+        arrays = plain_series_arrays(results)
+        if arrays is None:
+            return results
+        if arrays[0].dtype.kind != "O":
+            return arrays
+        labels = np.concatenate(arrays).tolist()
+        lengths = list(map(len, arrays))
     if set(map(type, labels)) != _STR_ONLY:
         return results  # missing rows, numbers among the text: read call by call
-    rows = _text_rows(labels, list(map(len, arrays)))
+    rows = _text_rows(labels, lengths)
     return results if rows is None else rows
 
 
