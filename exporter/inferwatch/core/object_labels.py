@@ -191,11 +191,13 @@ def _pandas_arrow_texts(columns: Sequence[Any]) -> list | None:
     if not first.__class__.__module__.startswith("pandas") or \
             hasattr(first.__class__, "__arrow_array__"):
         return None
+    if _arrow_text(first) is None:  # first: a Series of numbers makes an array when asked
+        return None
     try:
         arrays = [column.array for column in columns]
     except AttributeError:
         return None
-    if len(set(map(type, arrays))) != 1 or _arrow_text(first) is None:
+    if len(set(map(type, arrays))) != 1:
         return None
     return [array.__arrow_array__() for array in arrays]
 
