@@ -18,6 +18,7 @@ comes. The rows kept, their text and their bytes are those the general path keep
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -115,6 +116,23 @@ def _rows_by_name(indices: np.ndarray, texts: list[str | None]) -> ArrayRows:
     return ArrayRows((renumbered[indices],), names=names, copy=False)
 
 
+@functools.cache
+def pyarrow_module() -> Any:
+    """pyarrow, or None where it is not installed: pandas runs without it (its text is then
+    Python objects, which the object readers take), and a drain of pandas columns must not
+    fail for want of it. Looked for once: a missing module is searched for on every import.
+
+    >>> pyarrow_module().__name__
+    'pyarrow'
+    """
+    try:
+        import pyarrow
+        import pyarrow.compute  # the counts below use it
+    except ImportError:
+        return None
+    return pyarrow
+
+
 def arrow_text_counts(columns: Sequence[Any]) -> dict[str | None, int] | None:
     """{label: rows} of `columns` (one call's each), columns of text that Arrow holds
     (pandas' ``string[pyarrow]`` and pandas 3's text, an ArrowDtype string, a polars
@@ -129,9 +147,10 @@ def arrow_text_counts(columns: Sequence[Any]) -> dict[str | None, int] | None:
     >>> arrow_text_counts([pd.Series(["b"], dtype=object)]) is None
     True
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
+    pa = pyarrow_module()
+    if pa is None:
+        return None
+    pc = pa.compute
     chunks = []
     for column in columns:
         arrow = _arrow_text(column)
@@ -158,9 +177,8 @@ def arrow_text_rows(columns: Sequence[Any]) -> tuple[list[str | None], list[int]
     >>> arrow_text_rows([pd.Series(["b"], dtype=object)]) is None
     True
     """
-    import pyarrow as pa
-
-    if not columns:
+    pa = pyarrow_module()
+    if pa is None or not columns:
         return None
     arrows = _pandas_arrow_texts(columns)
     if arrows is None:

@@ -22,6 +22,7 @@ import itertools
 
 import numpy as np
 
+from inferwatch.core.column_arrays import is_text_column
 from inferwatch.core.object_labels import arrow_text_rows
 from inferwatch.core.prediction_batch import FLOAT_SCALARS
 from inferwatch.core.stacked_results import is_pandas_series, plain_series_arrays
@@ -29,8 +30,8 @@ from inferwatch.core.stacked_results import is_pandas_series, plain_series_array
 
 def as_plain_arrays(results: list) -> list:
     """`results` as the arrays one of the readers below makes of them, or as they are."""
-    return _object_text_as_arrays(_series_as_arrays(_text_labels_as_rows(
-        _scalar_labels_as_rows(_finite_floats_as_rows(results)))))
+    return _arrow_text_as_arrays(_object_text_as_arrays(_series_as_arrays(
+        _text_labels_as_rows(_scalar_labels_as_rows(_finite_floats_as_rows(results))))))
 
 
 def _finite_floats_as_rows(results: list) -> list:
@@ -210,6 +211,33 @@ def _object_text_as_arrays(results: list) -> list:
 
 
 _NDARRAY_ONLY = {np.ndarray}
+
+
+def _arrow_text_as_arrays(results: list) -> list:
+    """`results` that are all columns of text that Arrow holds, of one class (pandas 3's
+    ``Series.values``, a pyarrow array, a polars ``String`` Series), every row text, as
+    arrays of that text, which is how the general path reads each; any other `results` as
+    they are, text ending in NUL too (:func:`_text_rows`).
+
+    >>> import pyarrow as pa
+    >>> [row.tolist() for row in _arrow_text_as_arrays([pa.array(["cat"]), pa.array(["dog"])])]
+    [['cat'], ['dog']]
+    >>> _arrow_text_as_arrays([pa.array(["cat", None])])[0].null_count
+    1
+    """
+    if not results or len(kinds := set(map(type, results))) != 1:
+        return results
+    (kind,) = kinds
+    if not is_text_column(kind) or is_pandas_series(kind):  # Series: _series_as_arrays
+        return results
+    found = arrow_text_rows(results)
+    if found is None:
+        return results
+    labels, lengths = found
+    if set(map(type, labels)) != _STR_ONLY:
+        return results  # missing rows: read call by call
+    rows = _text_rows(labels, lengths)
+    return results if rows is None else rows
 
 
 _INT_SCALARS = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64, np.uint32,
