@@ -286,9 +286,47 @@ def test_an_instrumented_model_never_writes_the_column_of_a_frame_or_feed(
     assert written.count(b'"amount"') >= 4
 
 
+# --- a column named as a part of the "split" form ---------------------------------------------
+
+_SPLIT_PART_NAMES = ["data", "DATA", "index", "columns", "column_names", "index_names"]
+_SPLIT_BODIES = {
+    "split": lambda frame: frame.to_dict("split"),
+    "split-text": lambda frame: frame.to_json(orient="split"),
+    "mlflow-split": lambda frame: json.dumps({"dataframe_split": frame.to_dict("split")}),
+    "mlflow-split-dict": lambda frame: {"dataframe_split": frame.to_dict("split")},
+}
+
+
+@pytest.mark.parametrize("hashed", [False, True], ids=["redact", "hash"])
+@pytest.mark.parametrize("fmt", ["jsonl", "sqlite"])
+@pytest.mark.parametrize("body", sorted(_SPLIT_BODIES))
+@pytest.mark.parametrize("column", _SPLIT_PART_NAMES)
+def test_a_secret_column_named_as_a_part_of_the_split_form_is_redacted(tmp_path, column, body,
+                                                                       fmt, hashed):
+    """A "split" body names its parts ``columns``, ``data``, ``index``: a frame's column of
+    one of those names (any case) is still the field a rule names, and its cells never
+    reach the log (they once did: the rule was taken to name the body's part, and an
+    MLflow ``dataframe_split`` body was then left whole)."""
+    frame = pd.DataFrame([[0.5, SSN + 1, "a"], [0.25, SSN + 2, "b"]],
+                         columns=["amount", column, "kind"])
+    path = f"inputs.{column.lower()}"
+    rules = {"hash_fields": [path], "secret": SECRET} if hashed else {"redact": [path]}
+    log = EventLog(_log_path(tmp_path, fmt), **rules)
+    try:
+        log.emit({"ts": 1.0, "request_id": "r", "inputs": _SPLIT_BODIES[body](frame)})
+        assert log.flush(10)
+    finally:
+        log.close()
+    written = _every_byte_written(tmp_path)
+    assert str(SSN + 1).encode() not in written and str(SSN + 2).encode() not in written
+    assert b"amount" in written  # the other columns are kept
+
+
 # --- property ----------------------------------------------------------------------------------
 
-_name = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC_", min_size=1, max_size=6)
+# Names of the "split" form's own parts among them: a column may be called "data".
+_name = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC_", min_size=1, max_size=6) | \
+    st.sampled_from(["data", "Index", "columns", "column_names"])
 _OTHER_KINDS = {
     "int": st.integers(0, 999),
     "float": st.sampled_from([0.25, 0.5, 1.75]),

@@ -458,7 +458,8 @@ def _split_unreadable(parent: dict | list, key: str | int, path: tuple[str, ...]
             not value.keys() <= _SPLIT_PARTS:
         return False
     head = path[0]
-    if head == "*" or _fold(head) in _SPLIT_PARTS:
+    if head == "*" or (_fold(head) in _SPLIT_PARTS and
+                       not _names_a_column(value["columns"], head)):
         return False  # the path names the parts themselves
     axes = value.get("column_names")
     if isinstance(axes, list) and any(isinstance(axis, str) and _same_field(axis, head)
@@ -469,6 +470,20 @@ def _split_unreadable(parent: dict | list, key: str | int, path: tuple[str, ...]
         return True
     parent[key] = records  # type: ignore[index]
     return False
+
+
+def _names_a_column(columns: object, head: str) -> bool:
+    """Whether `head` names one of a "split" body's `columns` (a column called ``data``
+    or ``index`` is the field a path names, not the body's part of that name: redaction
+    fails closed).
+
+    >>> _names_a_column(["Data", "age"], "data"), _names_a_column(["age"], "data")
+    (True, False)
+    """
+    if type(columns) is not list:
+        return False
+    return any((type(column) is str or type(column) is int) and _same_field(str(column), head)
+               for column in columns)
 
 
 def _split_records(columns: object, data: object) -> NamedRows | None:
