@@ -322,6 +322,41 @@ def test_a_secret_column_named_as_a_part_of_the_split_form_is_redacted(tmp_path,
     assert b"amount" in written  # the other columns are kept
 
 
+# --- records one level down: MLflow's envelopes, a frame by row ---------------------------------
+
+_ENVELOPES = {
+    "mlflow dataframe_records": lambda frame: {"dataframe_records": frame.to_dict("records")},
+    "mlflow instances": lambda frame: {"instances": frame.to_dict("records")},
+    "mlflow inputs (columns)": lambda frame: {"inputs": frame.to_dict("list")},
+    "mlflow records as text": lambda frame: json.dumps(
+        {"dataframe_records": frame.to_dict("records")}),
+    "to_dict('index')": lambda frame: frame.to_dict("index"),
+    "records under a feed's key": lambda frame: {"rows": frame.to_dict("records")},
+}
+
+
+@pytest.mark.parametrize("hashed", [False, True], ids=["redact", "hash"])
+@pytest.mark.parametrize("fmt", ["jsonl", "sqlite"])
+@pytest.mark.parametrize("envelope", sorted(_ENVELOPES))
+def test_a_secret_column_of_records_one_level_down_is_redacted(tmp_path, envelope, fmt, hashed):
+    """A serving API wraps the rows it is sent (MLflow's ``dataframe_records``,
+    ``instances``, ``inputs``): a path naming a column reaches its cells through the
+    envelope, as it does through MLflow's ``dataframe_split`` (they were written in clear)."""
+    frame = pd.DataFrame([[0.5, SSN + 1, "a"], [0.25, SSN + 2, "b"]],
+                         columns=["amount", "ssn", "kind"])
+    rules = {"hash_fields": ["inputs.ssn"], "secret": SECRET} if hashed else \
+        {"redact": ["inputs.ssn"]}
+    log = EventLog(_log_path(tmp_path, fmt), **rules)
+    try:
+        log.emit({"ts": 1.0, "request_id": "r", "inputs": _ENVELOPES[envelope](frame)})
+        assert log.flush(10)
+    finally:
+        log.close()
+    written = _every_byte_written(tmp_path)
+    assert str(SSN + 1).encode() not in written and str(SSN + 2).encode() not in written
+    assert b"amount" in written and b"0.25" in written  # the other columns are kept
+
+
 # --- property ----------------------------------------------------------------------------------
 
 # Names of the "split" form's own parts among them: a column may be called "data".
@@ -333,7 +368,8 @@ _OTHER_KINDS = {
     "text": st.sampled_from(["a", "bc"]),
 }
 CONTAINERS = ["pandas-named", "pandas-default", "polars-named", "polars-default",
-              "split", "split-text", "mlflow-split", "feed-numpy", "feed-frame"]
+              "split", "split-text", "mlflow-split", "feed-numpy", "feed-frame",
+              "mlflow-records", "mlflow-columns", "index-orient"]
 
 
 class _Logs:
@@ -395,6 +431,12 @@ def test_a_named_secret_column_of_any_frame_never_reaches_the_written_bytes(logs
         value = named.to_json(orient="split")
     elif container == "mlflow-split":
         value = json.dumps({"dataframe_split": named.to_dict("split")})
+    elif container == "mlflow-records":
+        value = {"dataframe_records": named.to_dict("records")}
+    elif container == "mlflow-columns":
+        value = {"inputs": named.to_dict("list")}
+    elif container == "index-orient":
+        value = named.to_dict("index")
     elif container == "feed-numpy":
         value = {"input": np.array(rows, dtype=object)}
     else:

@@ -410,6 +410,29 @@ def _visit_unkeyed(node: dict, path: tuple[str, ...], action: Callable[[dict, st
             _visit(value, path, action, on_text, named, spare, trail)
         elif named and _unnamed_matrix(value):
             on_text(node, key)
+        elif _wraps_records(value, path[0]):
+            # An envelope around the field's records (MLflow's "dataframe_records",
+            # "instances" or "inputs", a frame's to_dict("index")): read as the field.
+            _visit(value, path, action, on_text, named, spare,
+                   (*trail, key) if spare is not None else trail)
+
+
+def _wraps_records(value: object, head: str) -> bool:
+    """Whether `value`, met under a key the path does not name, holds the field's records
+    one level down: a list of mappings (rows), a mapping of rows by their index, or a
+    mapping of columns with a key `head` names.
+
+    >>> _wraps_records([{"ssn": 1}], "ssn"), _wraps_records({"ssn": [1]}, "ssn")
+    (True, True)
+    >>> _wraps_records({"age": [30]}, "ssn"), _wraps_records([0.5, 1.5], "ssn")
+    (False, False)
+    """
+    if type(value) is list:
+        return bool(value) and all(type(item) is dict for item in value)
+    if type(value) is not dict or not value:
+        return False
+    return all(type(item) is dict for item in value.values()) or \
+        any(_same_field(key, head) for key in value if type(key) is str)
 
 
 # What a cleaned value holds besides containers: a mapping of these alone (a record, most
