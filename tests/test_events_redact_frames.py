@@ -309,17 +309,23 @@ def test_a_secret_column_named_as_a_part_of_the_split_form_is_redacted(tmp_path,
     MLflow ``dataframe_split`` body was then left whole)."""
     frame = pd.DataFrame([[0.5, SSN + 1, "a"], [0.25, SSN + 2, "b"]],
                          columns=["amount", column, "kind"])
-    path = f"inputs.{column.lower()}"
+    written = _written(tmp_path, fmt, f"inputs.{column.lower()}", hashed,
+                       _SPLIT_BODIES[body](frame))
+    assert str(SSN + 1).encode() not in written and str(SSN + 2).encode() not in written
+    assert b"amount" in written  # the other columns are kept
+
+
+def _written(directory: Path, fmt: str, path: str, hashed: bool, inputs: object) -> bytes:
+    """Every byte a log of `fmt` whose one rule (`path` redacted, or hashed) wrote of an
+    event holding `inputs`."""
     rules = {"hash_fields": [path], "secret": SECRET} if hashed else {"redact": [path]}
-    log = EventLog(_log_path(tmp_path, fmt), **rules)
+    log = EventLog(_log_path(directory, fmt), **rules)
     try:
-        log.emit({"ts": 1.0, "request_id": "r", "inputs": _SPLIT_BODIES[body](frame)})
+        log.emit({"ts": 1.0, "request_id": "r", "inputs": inputs})
         assert log.flush(10)
     finally:
         log.close()
-    written = _every_byte_written(tmp_path)
-    assert str(SSN + 1).encode() not in written and str(SSN + 2).encode() not in written
-    assert b"amount" in written  # the other columns are kept
+    return _every_byte_written(directory)
 
 
 # --- records one level down: MLflow's envelopes, a frame by row ---------------------------------
@@ -344,15 +350,7 @@ def test_a_secret_column_of_records_one_level_down_is_redacted(tmp_path, envelop
     envelope, as it does through MLflow's ``dataframe_split`` (they were written in clear)."""
     frame = pd.DataFrame([[0.5, SSN + 1, "a"], [0.25, SSN + 2, "b"]],
                          columns=["amount", "ssn", "kind"])
-    rules = {"hash_fields": ["inputs.ssn"], "secret": SECRET} if hashed else \
-        {"redact": ["inputs.ssn"]}
-    log = EventLog(_log_path(tmp_path, fmt), **rules)
-    try:
-        log.emit({"ts": 1.0, "request_id": "r", "inputs": _ENVELOPES[envelope](frame)})
-        assert log.flush(10)
-    finally:
-        log.close()
-    written = _every_byte_written(tmp_path)
+    written = _written(tmp_path, fmt, "inputs.ssn", hashed, _ENVELOPES[envelope](frame))
     assert str(SSN + 1).encode() not in written and str(SSN + 2).encode() not in written
     assert b"amount" in written and b"0.25" in written  # the other columns are kept
 
