@@ -16,8 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from inferwatch.events.clean import clean
+from inferwatch.events.field_names import fold_name
 from inferwatch.events.jsonl import event_files
-from inferwatch.events.redact import Redaction, _fold
+from inferwatch.events.redact import Redaction
 from inferwatch.events.sinks import Encoder
 
 SECRET = b"edge-secret-for-tests-0123456789"
@@ -95,7 +96,7 @@ def _key_forms(name: str) -> st.SearchStrategy[object]:
 def test_any_spelling_of_a_redacted_key_is_redacted(data, name, secret_value, other):
     key = data.draw(_key_forms(name))
     # A key a reader cannot tell from `name` (another case, outer spaces) is redacted too.
-    kept = {k: v for k, v in other.items() if _fold(k) != _fold(name)}
+    kept = {k: v for k, v in other.items() if fold_name(k) != fold_name(name)}
     inputs = {**kept, key: secret_value}
     encoder = Encoder(Redaction(drop=[f"inputs.{name}"]), max_event_bytes=1 << 20)
     record = encoder.encode({"ts": 1.0, "inputs": inputs})

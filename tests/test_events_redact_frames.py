@@ -338,6 +338,15 @@ _ENVELOPES = {
         {"dataframe_records": frame.to_dict("records")}),
     "to_dict('index')": lambda frame: frame.to_dict("index"),
     "records under a feed's key": lambda frame: {"rows": frame.to_dict("records")},
+    "records two levels down": lambda frame: {
+        "request": {"body": {"dataframe_records": frame.to_dict("records")}}},
+    "KServe / Triton named tensors": lambda frame: {"inputs": [
+        {"name": name, "shape": [len(frame)], "datatype": "BYTES", "data": values}
+        for name, values in frame.to_dict("list").items()]},
+    "Seldon ndarray": lambda frame: {"data": {"names": list(frame.columns),
+                                              "ndarray": frame.values.tolist()}},
+    "Seldon tensor": lambda frame: {"data": {"names": list(frame.columns), "tensor": {
+        "shape": list(frame.shape), "values": frame.values.ravel().tolist()}}},
 }
 
 
@@ -346,8 +355,9 @@ _ENVELOPES = {
 @pytest.mark.parametrize("envelope", sorted(_ENVELOPES))
 def test_a_secret_column_of_records_one_level_down_is_redacted(tmp_path, envelope, fmt, hashed):
     """A serving API wraps the rows it is sent (MLflow's ``dataframe_records``,
-    ``instances``, ``inputs``): a path naming a column reaches its cells through the
-    envelope, as it does through MLflow's ``dataframe_split`` (they were written in clear)."""
+    ``instances``, ``inputs``; KServe's named tensors; Seldon's ``names`` beside its rows):
+    a path naming a column reaches its cells through the envelope, as it does through
+    MLflow's ``dataframe_split`` (they were written in clear)."""
     frame = pd.DataFrame([[0.5, SSN + 1, "a"], [0.25, SSN + 2, "b"]],
                          columns=["amount", "ssn", "kind"])
     written = _written(tmp_path, fmt, "inputs.ssn", hashed, _ENVELOPES[envelope](frame))

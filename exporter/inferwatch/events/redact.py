@@ -20,10 +20,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 
 from inferwatch.events.clean import clean
+from inferwatch.events.field_names import FOLDED, fold_name, same_field
 from inferwatch.events.fields import (
     UNSAFE,
     AxisRecords,
@@ -34,6 +34,7 @@ from inferwatch.events.fields import (
     NamedRows,
     PartlyNamed,
 )
+from inferwatch.events.request_bodies import named_tensor, split_unreadable, wraps_records
 from inferwatch.faults import bounded_request_id
 
 HASH_PREFIX = "hmac-sha256:"
@@ -161,7 +162,7 @@ class Redaction:
         self.drop = [parse_path(p, "redact") for p in drop]
         self.hash = [parse_path(p, "hash_fields") for p in hash_fields]
         for option, paths in (("redact", self.drop), ("hash_fields", self.hash)):
-            if any(len(p) == 1 and _fold(p[0]) == "ts" for p in paths):
+            if any(len(p) == 1 and fold_name(p[0]) == "ts" for p in paths):
                 # The log orders, filters and bounds events by their time: without it an
                 # event would sort first and escape every --since.
                 raise ValueError(f"{option}: 'ts' cannot be redacted or hashed: every event "
@@ -170,7 +171,7 @@ class Redaction:
         if both:
             names = ", ".join(sorted(".".join(p) for p in both))
             raise ValueError(f"fields both in redact and hash_fields: {names}")
-        named = {(_fold(p[0]), *p[1:]) for p in self.drop + self.hash}
+        named = {(fold_name(p[0]), *p[1:]) for p in self.drop + self.hash}
         given = len(self.drop), len(self.hash)
         self.drop = _with_twins(self.drop, named)
         self.hash = _with_twins(self.hash, named)
@@ -252,7 +253,7 @@ def _with_twins(paths: list[tuple[str, ...]], named: set[tuple[str, ...]]
     """
     twins: list[tuple[str, ...]] = []
     for path in paths:
-        twin = _TWIN_FIELDS.get(_fold(path[0])) if len(path) > 1 and path[1:] != ("*",) \
+        twin = _TWIN_FIELDS.get(fold_name(path[0])) if len(path) > 1 and path[1:] != ("*",) \
             else None
         if twin is not None:
             twin_path = (twin, *path[1:])
@@ -279,7 +280,7 @@ def _beats(hashed: tuple[str, ...], given_hash: bool, dropped: tuple[str, ...],
     if len(hashed) != len(dropped) or hashed == dropped:
         return False
     pairs = list(zip(hashed, dropped))
-    if any(h != "*" and d != "*" and not _same_field(h, d) for h, d in pairs):
+    if any(h != "*" and d != "*" and not same_field(h, d) for h, d in pairs):
         return False  # they never reach the same field
     if given_hash != given_drop:
         return given_hash
@@ -291,7 +292,7 @@ def _reached_by(paths: list[tuple[str, ...]]) -> Callable[[tuple[str, ...]], boo
     dotted key that lies inside the field)."""
     def reached(keys: tuple[str, ...]) -> bool:
         return any(len(keys) >= len(path) and
-                   all(p == "*" or _same_field(k, p) for k, p in zip(keys, path))
+                   all(p == "*" or same_field(k, p) for k, p in zip(keys, path))
                    for path in paths)
     return reached
 
@@ -318,8 +319,9 @@ def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], No
     ``inputs.user.ssn`` is then redacted whichever way the caller nested it.
 
     A mapping inside a field (`inside`; not the event itself) that has no key the path
-    names may hold the field without its name: see :func:`_visit_unkeyed`. A body in the
-    pandas "split" form is read as its records first (see :func:`_split_unreadable`).
+    names may hold the field without its name: see :func:`_visit_unkeyed`. A serving body
+    that holds a frame's rows apart from their names (pandas' "split" form, Seldon's) is
+    read as its records first (``request_bodies.split_unreadable``).
     """
     kind = type(node)
     if kind is not dict and isinstance(node, list):
@@ -328,16 +330,16 @@ def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], No
         elif isinstance(node, NamedRows) and _column_index(path[0]):
             # A column named by its index, as a sparse matrix's are: its records are keyed
             # by the column's name.
-            column = int(_fold(path[0]))
+            column = int(fold_name(path[0]))
             name = node.names[column] if column < len(node.names) else None
-            if name is not None and not _same_field(name, path[0]):
+            if name is not None and not same_field(name, path[0]):
                 _visit(list(node), (name, *path[1:]), action, on_text, named, spare, trail)
         for index, item in enumerate(node):
             if isinstance(item, str):
                 if named:
                     on_text(node, index)
             elif (type(item) is dict and "data" in item and
-                  _split_unreadable(node, index, path)) or \
+                  split_unreadable(node, index, path)) or \
                     (named and _unnamed_inside(node, index, path)):
                 on_text(node, index)
             else:
@@ -362,14 +364,17 @@ def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], No
             keys = [key for key in keys if key not in done]
         if not keys and not done and inside and \
                 not _SCALAR_TYPES.issuperset(map(type, node.values())):
-            _visit_unkeyed(node, path, action, on_text, named, spare, trail)
-            return
+            if named_tensor(node, head):  # KServe's and Triton's inputs: the name a value
+                keys = ["data"]
+            else:
+                _visit_unkeyed(node, path, action, on_text, named, spare, trail)
+                return
     for key in keys:
         if spare is not None and spare((*trail, key)):
             continue
         if not rest:
             action(node, key)
-        elif _split_unreadable(node, key, rest):
+        elif split_unreadable(node, key, rest):
             on_text(node, key)
         elif isinstance(node[key], str):
             if head != "*":
@@ -401,7 +406,7 @@ def _visit_unkeyed(node: dict, path: tuple[str, ...], action: Callable[[dict, st
     {'mode': 'fast'}
     """
     for key in [key for key, value in node.items() if isinstance(value, (dict, list))]:
-        if _split_unreadable(node, key, path):
+        if split_unreadable(node, key, path):
             if named:
                 on_text(node, key)
             continue
@@ -410,29 +415,11 @@ def _visit_unkeyed(node: dict, path: tuple[str, ...], action: Callable[[dict, st
             _visit(value, path, action, on_text, named, spare, trail)
         elif named and _unnamed_matrix(value):
             on_text(node, key)
-        elif _wraps_records(value, path[0]):
+        elif wraps_records(value, path[0]):
             # An envelope around the field's records (MLflow's "dataframe_records",
             # "instances" or "inputs", a frame's to_dict("index")): read as the field.
             _visit(value, path, action, on_text, named, spare,
                    (*trail, key) if spare is not None else trail)
-
-
-def _wraps_records(value: object, head: str) -> bool:
-    """Whether `value`, met under a key the path does not name, holds the field's records
-    one level down: a list of mappings (rows), a mapping of rows by their index, or a
-    mapping of columns with a key `head` names.
-
-    >>> _wraps_records([{"ssn": 1}], "ssn"), _wraps_records({"ssn": [1]}, "ssn")
-    (True, True)
-    >>> _wraps_records({"age": [30]}, "ssn"), _wraps_records([0.5, 1.5], "ssn")
-    (False, False)
-    """
-    if type(value) is list:
-        return bool(value) and all(type(item) is dict for item in value)
-    if type(value) is not dict or not value:
-        return False
-    return all(type(item) is dict for item in value.values()) or \
-        any(_same_field(key, head) for key in value if type(key) is str)
 
 
 # What a cleaned value holds besides containers: a mapping of these alone (a record, most
@@ -456,80 +443,6 @@ def _unnamed_matrix(value: object) -> bool:
             if kind is list:
                 pending.append(item)
     return False
-
-
-# The parts of a pandas DataFrame's "split" (and "tight") form: `to_dict("split")`,
-# `to_json(orient="split")`, an MLflow scoring body's "dataframe_split".
-_SPLIT_PARTS = frozenset({"columns", "data", "index", "index_names", "column_names"})
-
-
-def _split_unreadable(parent: dict | list, key: str | int, path: tuple[str, ...]) -> bool:
-    """Read ``parent[key]``, when it is a DataFrame in the "split" form and `path` names
-    no part of that form, as its row records keyed by its columns (a :class:`NamedRows`,
-    in place: the index is left out), so a path naming a column reaches its cells. True
-    when it cannot be read so (ragged rows, repeated or unnamed columns, or a columns axis
-    the path names): the caller drops or hashes it whole.
-
-    >>> body = {"x": {"columns": ["ssn", "age"], "index": [0], "data": [["1", 41]]}}
-    >>> _split_unreadable(body, "x", ("ssn",)), body
-    (False, {'x': [{'ssn': '1', 'age': 41}]})
-    >>> _split_unreadable({"x": {"columns": ["ssn"], "data": [["1", 41]]}}, "x", ("ssn",))
-    True
-    """
-    value = parent[key]  # type: ignore[index]
-    if type(value) is not dict or "columns" not in value or "data" not in value or \
-            not value.keys() <= _SPLIT_PARTS:
-        return False
-    head = path[0]
-    if head == "*" or (_fold(head) in _SPLIT_PARTS and
-                       not _names_a_column(value["columns"], head)):
-        return False  # the path names the parts themselves
-    axes = value.get("column_names")
-    if isinstance(axes, list) and any(isinstance(axis, str) and _same_field(axis, head)
-                                      for axis in axes):
-        return True  # the column labels are values of the field the path names
-    records = _split_records(value["columns"], value["data"])
-    if records is None:
-        return True
-    parent[key] = records  # type: ignore[index]
-    return False
-
-
-def _names_a_column(columns: object, head: str) -> bool:
-    """Whether `head` names one of a "split" body's `columns` (a column called ``data``
-    or ``index`` is the field a path names, not the body's part of that name: redaction
-    fails closed).
-
-    >>> _names_a_column(["Data", "age"], "data"), _names_a_column(["age"], "data")
-    (True, False)
-    """
-    if type(columns) is not list:
-        return False
-    return any((type(column) is str or type(column) is int) and _same_field(str(column), head)
-               for column in columns)
-
-
-def _split_records(columns: object, data: object) -> NamedRows | None:
-    """The rows of a "split" body as records keyed by its columns; None when its columns
-    are not distinct names (text, whole numbers, or a MultiIndex's parts, dotted) or a row
-    is not a list of their number."""
-    if type(columns) is not list or type(data) is not list:
-        return None
-    names: list[str] = []
-    for column in columns:
-        if type(column) is str or type(column) is int:
-            names.append(str(column))
-        elif type(column) is list and column and \
-                all(type(part) is str or type(part) is int for part in column):
-            names.append(".".join(str(part) for part in column))
-        else:
-            return None
-    if len(set(names)) != len(names):
-        return None
-    width = len(names)
-    if any(type(row) is not list or len(row) != width for row in data):
-        return None
-    return NamedRows([dict(zip(names, row)) for row in data], names)
 
 
 def _unnamed_inside(parent: dict | list, key: str | int, path: tuple[str, ...]) -> bool:
@@ -563,7 +476,7 @@ def _unnamed_inside(parent: dict | list, key: str | int, path: tuple[str, ...]) 
         return path[0] != "*" and not _column_index(path[0])
     if isinstance(value, AxisRecords):
         # The column labels are values of the field the axis names (e-mails after a pivot).
-        return path[0] != "*" and any(axis == "*" or _same_field(axis, path[0])
+        return path[0] != "*" and any(axis == "*" or same_field(axis, path[0])
                                       for axis in value.axes)
     if isinstance(value, PartlyNamed):
         # A renamed field (`_1`) may be the one the path names.
@@ -584,13 +497,13 @@ def _unnamed_inside(parent: dict | list, key: str | int, path: tuple[str, ...]) 
 
 def _names_key(node: dict, head: str) -> bool:
     """Whether `head` names a key of `node`, or the first part of a dotted one."""
-    return any(_same_field(key, head) or
-               ("." in key and _same_field(key.split(".", 1)[0], head))
+    return any(same_field(key, head) or
+               ("." in key and same_field(key.split(".", 1)[0], head))
                for key in node if isinstance(key, str))
 
 
 def _column_index(segment: str) -> bool:
-    folded = _fold(segment)
+    folded = fold_name(segment)
     return folded.isascii() and folded.isdigit()
 
 
@@ -621,8 +534,8 @@ def _names_column(node: LabelledValues, head: str) -> bool:
     name), as :func:`_visit_column` reads it."""
     if node.column is None:
         return False
-    segments = [segment for segment in str(node.column).split(".") if _fold(segment)]
-    return bool(segments) and (head == "*" or _same_field(segments[0], head))
+    segments = [segment for segment in str(node.column).split(".") if fold_name(segment)]
+    return bool(segments) and (head == "*" or same_field(segments[0], head))
 
 
 def _visit_labels(node: IndexedRows, path: tuple[str, ...],
@@ -643,13 +556,13 @@ def _visit_labels(node: IndexedRows, path: tuple[str, ...],
     """
     head, rest = path[0], path[1:]
     index_key, value_key = node.index_key, node.value_key
-    if _same_field(index_key, head) or _same_field(value_key, head):
+    if same_field(index_key, head) or same_field(value_key, head):
         return
     for row in node:
         if not isinstance(row, dict) or value_key not in row:
             continue
         label = row.get(index_key)
-        if not isinstance(label, str) or not _same_field(label, head):
+        if not isinstance(label, str) or not same_field(label, head):
             continue
         if spare is not None and spare((*trail, label)):
             continue
@@ -682,8 +595,8 @@ def _visit_column(node: LabelledValues, path: tuple[str, ...],
     """
     if node.column is None:
         return False
-    segments = [segment for segment in str(node.column).split(".") if _fold(segment)]
-    if not segments or any(wanted != "*" and not _same_field(segment, wanted)
+    segments = [segment for segment in str(node.column).split(".") if fold_name(segment)]
+    if not segments or any(wanted != "*" and not same_field(segment, wanted)
                            for segment, wanted in zip(segments, path)):
         return False
     column_trail = (*trail, *segments)
@@ -711,43 +624,6 @@ def _visit_column(node: LabelledValues, path: tuple[str, ...],
 
 # Characters no reader sees: format characters (zero-width space and joiners, soft hyphen,
 # bidi marks, byte order mark, tags), variation selectors and the fillers that render blank.
-_INVISIBLE = frozenset(
-    "\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0"
-    + "".join(map(chr, range(0x180B, 0x1810))) + "".join(map(chr, range(0xFE00, 0xFE10)))
-    + "".join(map(chr, range(0xE0100, 0xE01F0))))
-_FOLDED: dict[str, str] = {}
-_FOLDED_MAX = 4096
-
-
-def _fold(name: str) -> str:
-    """The field `name` spells to a reader: case, width, invisible characters and surrounding
-    white space set aside, so ``SSN``, ``"ssn "``, full-width ``"\\uff53\\uff53\\uff4e"``,
-    ``"\\ufeffssn"`` (a CSV header read without ``utf-8-sig``) and ``"s\\u200bsn"`` all
-    name ``ssn``.
-
-    >>> _fold(" \\uff33s\u200bN\ufeff")
-    'ssn'
-    """
-    folded = _FOLDED.get(name)
-    if folded is None:
-        if name.isascii():
-            folded = name.strip().lower()
-        else:
-            text = "".join(c for c in unicodedata.normalize("NFKC", name)
-                           if c not in _INVISIBLE and unicodedata.category(c) != "Cf")
-            folded = unicodedata.normalize("NFKC", text.casefold()).strip()
-        if len(_FOLDED) >= _FOLDED_MAX:  # keys are the user's data: the cache stays bounded
-            _FOLDED.clear()
-        _FOLDED[name] = folded
-    return folded
-
-
-def _same_field(key: str, wanted: str) -> bool:
-    """Whether the stored `key` names the field `wanted`; redaction fails closed, so a key
-    spelled apart from the configured path only by what a reader cannot tell apart is it."""
-    return key == wanted or _fold(key) == _fold(wanted)
-
-
 # A service's events repeat the same few mappings (its inputs, its features): what a
 # mapping's keys mean to a path is remembered by those keys. Keys are the user's data, so
 # both memos stay bounded: many plans of mappings of a few keys, and a few plans of wide
@@ -790,10 +666,10 @@ def _keys_naming(node: dict, wanted: str) -> list[str]:
     >>> _keys_naming({"SSN": 1, "age": 2, "s\u200bsn": 3}, "ssn")
     ['SSN', 's\u200bsn']
     """
-    folded_wanted = _fold(wanted)
-    memo = _FOLDED.get
+    folded_wanted = fold_name(wanted)
+    memo = FOLDED.get
     return [key for key in node
-            if key == wanted or (memo(key) or _fold(key)) == folded_wanted]
+            if key == wanted or (memo(key) or fold_name(key)) == folded_wanted]
 
 
 def _dotted_keys(node: dict) -> list[str]:
@@ -814,11 +690,11 @@ def _visit_dotted(node: dict, key: str, path: tuple[str, ...],
     """Visit the dotted `key` of `node` as the path it spells; True when acted on whole (or
     spared whole: `spare` and `trail` as for :func:`_visit`)."""
     # Empty segments spell nothing: a MultiIndex column ("", "ssn") is stored as ".ssn".
-    segments = [segment for segment in key.split(".") if _fold(segment)]
+    segments = [segment for segment in key.split(".") if fold_name(segment)]
     if not segments:
         return False
     for segment, wanted in zip(segments, path):
-        if wanted != "*" and not _same_field(segment, wanted):
+        if wanted != "*" and not same_field(segment, wanted):
             return False
     if spare is not None and spare((*trail, *segments)):
         return True  # a more specific rule names it, as it would the same keys nested
