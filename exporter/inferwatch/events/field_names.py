@@ -46,3 +46,14 @@ def same_field(key: str, wanted: str) -> bool:
     """Whether the stored `key` names the field `wanted`; redaction fails closed, so a key
     spelled apart from the configured path only by what a reader cannot tell apart is it."""
     return key == wanted or fold_name(key) == fold_name(wanted)
+
+
+def names_key(node: dict, head: str) -> bool:
+    """Whether `head` names a key of `node`, or the first part of a dotted one.
+
+    >>> names_key({"User.ssn": 1}, "user"), names_key({"age": 1}, "ssn")
+    (True, False)
+    """
+    return any(same_field(key, head) or
+               ("." in key and same_field(key.split(".", 1)[0], head))
+               for key in node if isinstance(key, str))

@@ -23,7 +23,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 
 from inferwatch.events.clean import clean
-from inferwatch.events.field_names import FOLDED, fold_name, same_field
+from inferwatch.events.field_names import FOLDED, fold_name, names_key, same_field
 from inferwatch.events.fields import (
     UNSAFE,
     AxisRecords,
@@ -480,7 +480,7 @@ def _unnamed_inside(parent: dict | list, key: str | int, path: tuple[str, ...]) 
                                       for axis in value.axes)
     if isinstance(value, PartlyNamed):
         # A renamed field (`_1`) may be the one the path names.
-        return path[0] != "*" and not _names_key(value, path[0])
+        return path[0] != "*" and not names_key(value, path[0])
     if isinstance(value, list):
         if _column_index(path[0]) and _dense_rows(value):
             parent[key] = [{str(column): item for column, item in enumerate(row)}  # type: ignore[index]
@@ -491,15 +491,8 @@ def _unnamed_inside(parent: dict | list, key: str | int, path: tuple[str, ...]) 
         head = path[0]
         if head == "*" or _names_column(value, head):
             return False
-        return not _names_key(value, head)
+        return not names_key(value, head)
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _names_key(node: dict, head: str) -> bool:
-    """Whether `head` names a key of `node`, or the first part of a dotted one."""
-    return any(same_field(key, head) or
-               ("." in key and same_field(key.split(".", 1)[0], head))
-               for key in node if isinstance(key, str))
 
 
 def _column_index(segment: str) -> bool:

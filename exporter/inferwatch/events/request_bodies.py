@@ -8,7 +8,7 @@ unreadable, for the caller to drop or hash whole.
 
 from __future__ import annotations
 
-from inferwatch.events.field_names import fold_name, same_field
+from inferwatch.events.field_names import fold_name, names_key, same_field
 from inferwatch.events.fields import NamedRows
 
 # The parts of a pandas DataFrame's "split" (and "tight") form: `to_dict("split")`,
@@ -139,19 +139,24 @@ def named_tensor(node: dict, head: str) -> bool:
 
 
 def wraps_records(value: object, head: str) -> bool:
-    """Whether `value`, met under a key the path does not name, holds the field's records
-    one level down: a list of mappings (rows), a mapping of rows by their index, or a
-    mapping of columns with a key `head` names.
+    """Whether `value`, met under a key the path does not name, may hold the field's
+    records further down: rows (a list of mappings), a mapping holding rows or another
+    mapping (an envelope, rows by their index), or a mapping with a key `head` names.
 
     >>> wraps_records([{"ssn": 1}], "ssn"), wraps_records({"ssn": [1]}, "ssn")
     (True, True)
+    >>> wraps_records({"body": {"rows": [{"ssn": 1}]}}, "ssn")
+    True
     >>> wraps_records({"age": [30]}, "ssn"), wraps_records([0.5, 1.5], "ssn")
     (False, False)
     """
     if type(value) is list:
-        return bool(value) and all(type(item) is dict for item in value)
+        return _rows(value)
     if type(value) is not dict or not value:
         return False
-    return any(type(item) is dict or (type(item) is list and bool(item) and all(
-        type(row) is dict for row in item)) for item in value.values()) or \
-        any(same_field(key, head) for key in value if type(key) is str)
+    return any(type(item) is dict or (type(item) is list and _rows(item))
+               for item in value.values()) or names_key(value, head)
+
+
+def _rows(value: list) -> bool:
+    return bool(value) and all(type(item) is dict for item in value)
