@@ -117,6 +117,25 @@ def test_a_monitor_with_nothing_pending_is_not_drained(registry):
     assert [registry.drain_due(clock=t) for t in (0.0, 10.0, 20.0)] == [0, 0, 0]
 
 
+def test_the_drain_threads_pass_reaches_monitors_made_since_and_waits_for_no_lock(registry):
+    first = registry.monitor("a", "1").configure(drain_min_calls=1)
+    first.record_call(0.01, 0.5)
+    assert registry.due_pass(clock=0.0) == 1
+    later = registry.monitor("b", "1").configure(drain_min_calls=1)
+    later.record_call(0.01, 0.5)
+    first.record_call(0.01, 0.5)
+    passes: list[int] = []
+    # A monitor being made in another thread holds the registry's lock: the pass, once a
+    # second in the drain thread, goes on without it.
+    with registry._lock:
+        worker = threading.Thread(target=lambda: passes.append(registry.due_pass(clock=1.0)))
+        worker.start()
+        worker.join(timeout=60)
+    worker.join()
+    assert passes == [2]
+    assert (requests_ok(first), requests_ok(later)) == (2, 1)
+
+
 class _Classifier:
     def predict_proba(self, x):
         return np.array([[0.25, 0.75]])

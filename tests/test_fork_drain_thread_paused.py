@@ -177,9 +177,9 @@ def test_a_fork_from_the_drain_thread_itself_goes_ahead_and_the_thread_keeps_dra
         monitor = registry.monitor("m", "1").configure(drain_min_calls=1)
         forked = threading.Event()
         drain_thread = []
-        real_drain_due = registry.drain_due
+        real_pass = registry.due_pass
 
-        def drain_due_that_forks(clock=None):
+        def pass_that_forks(clock=None):
             if not forked.is_set():
                 drain_thread.append(threading.current_thread().ident)
                 started = time.monotonic()
@@ -189,9 +189,9 @@ def test_a_fork_from_the_drain_thread_itself_goes_ahead_and_the_thread_keeps_dra
                 os.waitpid(pid, 0)
                 drain_thread.append(time.monotonic() - started)
                 forked.set()
-            return real_drain_due(clock)
+            return real_pass(clock)
 
-        registry.drain_due = drain_due_that_forks
+        registry.due_pass = pass_that_forks
         forked.wait(30)
         monitor.record_call(0.01, 0.5)
         wait_until(lambda: monitor.pending() == 0, "a drain after the fork")
@@ -211,16 +211,16 @@ def test_a_drain_thread_that_does_not_stop_in_time_never_holds_the_fork_for_good
         held_by_forking_thread = threading.Lock()
         held_by_forking_thread.acquire()
         in_pass = threading.Event()
-        real_drain_due = registry.drain_due
+        real_pass = registry.due_pass
 
-        def stuck_drain_due(clock=None):
+        def stuck_pass(clock=None):
             if not in_pass.is_set():
                 in_pass.set()
                 with held_by_forking_thread:
                     pass
-            return real_drain_due(clock)
+            return real_pass(clock)
 
-        registry.drain_due = stuck_drain_due
+        registry.due_pass = stuck_pass
         in_pass.wait(30)
         stuck = drainers()
         started = time.monotonic()

@@ -137,7 +137,7 @@ def _drain_loop(ref: weakref.ref[Registry], stop: threading.Event, wake: threadi
             return
         try:
             if registry.multiproc is None:
-                registry.drain_due()
+                registry.due_pass()
             else:
                 # A worker's snapshot is what other workers' scrapes read: it folds
                 # everything before it publishes, as a scrape of its own would.
