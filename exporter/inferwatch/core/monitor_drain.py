@@ -427,12 +427,6 @@ class MonitorDrain:
         chunk_calls = self._chunk_calls()
         with self._take_lock:
             weighted = _weighted(left)
-            if weighted <= chunk_calls and not self._handed_off:
-                # The usual drain: every call that waits, each kind's list taken whole.
-                taken = [_take_front(pending, want) if want else [] for pending, want in
-                         zip(lists, left)]
-                left[:] = [max(0, want - len(chunk)) for want, chunk in zip(left, taken)]
-                return taken[0], taken[1], taken[2], taken[3], taken[4]
             taken = []
             for kind, pending in enumerate(lists):
                 if weighted <= chunk_calls:
