@@ -22,12 +22,14 @@ from test_outcomes_array_rows import _assert_same_samples, _recorded
 
 _TEXTS = ["cat", "dog", "é", "", "bird", "x" * 300, "猫", "c:1"]
 _CONTAINERS = ["pandas text", "string[pyarrow]", "ArrowDtype", "polars", "pyarrow",
-               "pyarrow chunked"]
+               "pyarrow chunked", "pandas text values"]
 
 
 def _column(cells: list, container: str):
     if container == "pandas text":  # pandas 3's own dtype for a column of text
         return pd.Series(cells, dtype="str")
+    if container == "pandas text values":  # such a Series' values: pandas' Arrow array
+        return pd.Series(cells, dtype="str").array
     if container == "string[pyarrow]":
         return pd.Series(cells, dtype="string[pyarrow]")
     if container == "ArrowDtype":
@@ -42,15 +44,19 @@ def _column(cells: list, container: str):
 
 @st.composite
 def _calls(draw):
-    """Each call's column of text and missing rows, in one container for all calls."""
-    container = draw(st.sampled_from(_CONTAINERS))
+    """Each call's column of text and missing rows, in one container for all calls, or
+    (`mixed`) one drawn for each call: the batched look at pandas' columns meets the
+    others."""
+    containers = draw(st.lists(st.sampled_from(_CONTAINERS), min_size=1, max_size=3))
+    mixed = draw(st.booleans())
     pool = draw(st.lists(st.sampled_from(_TEXTS) | st.text(max_size=3), min_size=1,
                          max_size=5))
     pool += [None] * draw(st.integers(0, 2))
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     sizes = draw(st.lists(st.integers(1, 260), min_size=1, max_size=6))
-    return [_column([pool[index] for index in rng.integers(0, len(pool), rows)], container)
-            for rows in sizes]
+    return [_column([pool[index] for index in rng.integers(0, len(pool), rows)],
+                    containers[call % len(containers)] if mixed else containers[0])
+            for call, rows in enumerate(sizes)]
 
 
 def _run(calls: list, classes: list | None, max_classes: int | None) -> dict:
@@ -121,6 +127,6 @@ def test_counts_follow_the_order_rows_first_name_them():
     """In the order a count row by row meets them: past max_classes, the classes seen first
     keep series of their own."""
     columns = [pd.Series(["b", None, "a"], dtype="str"), pl.Series(["c", "a"]).cast(pl.String)]
-    assert arrow_text_counts(columns[:1]) == {"b": 1, None: 1, "a": 1}
-    assert list(arrow_text_counts([columns[0], pd.Series(["c", "b"], dtype="str")])) == \
+    assert arrow_text_counts(columns[:1]) == ({"b": 1, None: 1, "a": 1}, [3])
+    assert list(arrow_text_counts([columns[0], pd.Series(["c", "b"], dtype="str")])[0]) == \
         ["b", None, "a", "c"]

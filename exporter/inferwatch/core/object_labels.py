@@ -133,34 +133,29 @@ def pyarrow_module() -> Any:
     return pyarrow
 
 
-def arrow_text_counts(columns: Sequence[Any]) -> dict[str | None, int] | None:
-    """{label: rows} of `columns` (one call's each), columns of text that Arrow holds
-    (pandas' ``string[pyarrow]`` and pandas 3's text, an ArrowDtype string, a polars
-    ``String`` Series, a pyarrow text array), in the order their rows first name them, a
-    missing row counted under None: pyarrow's count in C++, where each row made a Python
-    string costs 80 ns. None when any column is of another kind.
+def arrow_text_counts(columns: Sequence[Any]) -> tuple[dict[str | None, int], list[int]] | None:
+    """({label: rows}, each column's rows) of `columns` (one call's each), columns of text
+    that Arrow holds (pandas' ``string[pyarrow]`` and pandas 3's text, an ArrowDtype string,
+    a polars ``String`` Series, a pyarrow text array), labels in the order their rows first
+    name them, a missing row counted under None: pyarrow's count in C++, where each row
+    made a Python string costs 80 ns. None when any column is of another kind.
 
     >>> import pandas as pd
     >>> arrow_text_counts([pd.Series(["b", "a", None], dtype="string[pyarrow]"),
     ...                    pd.Series(["b"], dtype="string[pyarrow]")])
-    {'b': 2, 'a': 1, None: 1}
+    ({'b': 2, 'a': 1, None: 1}, [3, 1])
     >>> arrow_text_counts([pd.Series(["b"], dtype=object)]) is None
     True
     """
     pa = pyarrow_module()
     if pa is None:
         return None
-    pc = pa.compute
-    chunks = []
-    for column in columns:
-        arrow = _arrow_text(column)
-        if arrow is None:
-            return None
-        chunks.extend(arrow.chunks if isinstance(arrow, pa.ChunkedArray) else (arrow,))
-    if len({chunk.type for chunk in chunks}) != 1:
-        return None  # text and large text: counted as the rows' Python strings
-    counted = pc.value_counts(pa.chunked_array(chunks))
-    return dict(zip(counted.field(0).to_pylist(), counted.field(1).to_pylist()))
+    found = _text_chunks(pa, columns)
+    if found is None:
+        return None  # another kind, or text and large text: read as Python strings
+    chunks, lengths = found
+    counted = pa.compute.value_counts(pa.chunked_array(chunks))
+    return dict(zip(counted.field(0).to_pylist(), counted.field(1).to_pylist())), lengths
 
 
 def arrow_text_rows(columns: Sequence[Any]) -> tuple[list[str | None], list[int]] | None:
@@ -178,7 +173,21 @@ def arrow_text_rows(columns: Sequence[Any]) -> tuple[list[str | None], list[int]
     True
     """
     pa = pyarrow_module()
-    if pa is None or not columns:
+    if pa is None:
+        return None
+    found = _text_chunks(pa, columns)
+    if found is None:
+        return None
+    chunks, lengths = found
+    # An array of Python objects (None where missing) made in C++: its list costs a tenth
+    # of to_pylist()'s.
+    return pa.chunked_array(chunks).to_numpy(zero_copy_only=False).tolist(), lengths
+
+
+def _text_chunks(pa: Any, columns: Sequence[Any]) -> tuple[list, list[int]] | None:
+    """The Arrow chunks of text that `columns` hold, all of one type, and each column's
+    rows; None when any column holds something else (or none is given)."""
+    if not columns:
         return None
     arrows = _pandas_arrow_texts(columns)
     if arrows is None:
@@ -191,28 +200,28 @@ def arrow_text_rows(columns: Sequence[Any]) -> tuple[list[str | None], list[int]
     chunks = []
     for arrow in arrows:
         chunks.extend(arrow.chunks if isinstance(arrow, pa.ChunkedArray) else (arrow,))
+    # One type (text and large text are not counted together), which is text: the batched
+    # look checked the first column only.
     if not chunks or len({chunk.type for chunk in chunks}) != 1 or \
             _arrow_text(chunks[0]) is None:
         return None
-    # An array of Python objects (None where missing) made in C++: its list costs a tenth
-    # of to_pylist()'s.
-    return pa.chunked_array(chunks).to_numpy(zero_copy_only=False).tolist(), \
-        [len(arrow) for arrow in arrows]
+    return chunks, [len(arrow) for arrow in arrows]
 
 
 def _pandas_arrow_texts(columns: Sequence[Any]) -> list | None:
-    """The Arrow data of many pandas Series whose arrays are all of one class, the first
-    one's dtype Arrow-held text by :func:`_arrow_text`'s rule (each checked at its
-    chunks' type by the caller): each Series' dtype and storage looked at once, not per
-    call. None for anything else, which is looked at column by column."""
+    """The Arrow data of many pandas Series (or pandas' Arrow-backed arrays, a Series'
+    ``values``) whose arrays are all of one class, the first one's dtype Arrow-held text by
+    :func:`_arrow_text`'s rule (each checked at its chunks' type by the caller): each
+    column's dtype and storage looked at once, not per call (about 2 us a column). None
+    for anything else, which is looked at column by column."""
     first = columns[0]
-    if not first.__class__.__module__.startswith("pandas") or \
-            hasattr(first.__class__, "__arrow_array__"):
+    if not first.__class__.__module__.startswith("pandas"):
         return None
     if _arrow_text(first) is None:  # first: a Series of numbers makes an array when asked
         return None
     try:
-        arrays = [column.array for column in columns]
+        arrays = columns if hasattr(first.__class__, "__arrow_array__") else \
+            [column.array for column in columns]
     except AttributeError:
         return None
     if len(set(map(type, arrays))) != 1:

@@ -256,10 +256,10 @@ class PredictionBatch(StackedResults):
         counts the same rows made Python strings; False, recording nothing, for any other
         columns."""
         # The kind first: a drain of other columns (float Series) pays no length of each.
-        by_value = arrow_text_counts(columns)
-        if by_value is None:
+        found = arrow_text_counts(columns)
+        if found is None:
             return False
-        sizes = list(map(len, columns))  # type: ignore[arg-type]
+        by_value, sizes = found
         if not all(sizes):
             return False  # an empty answer: read as the general path reads it
         holder = Prediction()
