@@ -44,11 +44,13 @@ from inferwatch.core.stacked_results import (
     StackedResults,
     array_dict_columns,
     array_tuple_columns,
+    is_arrow_array,
     is_pandas_frame,
     is_pandas_series,
     is_polars_frame,
     is_polars_series,
     one_dict_rows,
+    plain_arrow_arrays,
     plain_polars_arrays,
     plain_series_arrays,
     scalar_column,
@@ -164,7 +166,8 @@ class PredictionBatch(StackedResults):
         if len(kinds) == 1 and len(results) > 1:
             kind = next(iter(kinds))
             arrays = plain_series_arrays(results) if is_pandas_series(kind) else \
-                plain_polars_arrays(results) if is_polars_series(kind) else None
+                plain_polars_arrays(results) if is_polars_series(kind) else \
+                plain_arrow_arrays(results) if is_arrow_array(kind) else None
             if arrays is not None:
                 self.add_results(arrays, probabilities, sizes_in_order, {np.ndarray})
                 return

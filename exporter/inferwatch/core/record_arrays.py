@@ -25,13 +25,21 @@ import numpy as np
 from inferwatch.core.column_arrays import is_text_column
 from inferwatch.core.object_labels import arrow_text_rows
 from inferwatch.core.prediction_batch import FLOAT_SCALARS
-from inferwatch.core.stacked_results import is_pandas_series, plain_series_arrays
+from inferwatch.core.stacked_results import (
+    is_arrow_array,
+    is_pandas_series,
+    is_polars_series,
+    plain_arrow_arrays,
+    plain_polars_arrays,
+    plain_series_arrays,
+)
 
 
 def as_plain_arrays(results: list) -> list:
     """`results` as the arrays one of the readers below makes of them, or as they are."""
-    return _arrow_text_as_arrays(_object_text_as_arrays(_series_as_arrays(
-        _text_labels_as_rows(_scalar_labels_as_rows(_finite_floats_as_rows(results))))))
+    return _arrow_text_as_arrays(_object_text_as_arrays(_column_numbers_as_arrays(
+        _series_as_arrays(_text_labels_as_rows(_scalar_labels_as_rows(
+            _finite_floats_as_rows(results)))))))
 
 
 def _finite_floats_as_rows(results: list) -> list:
@@ -179,6 +187,35 @@ def _series_as_arrays(results: list) -> list:
         return results  # missing rows, numbers among the text: read call by call
     rows = _text_rows(labels, lengths)
     return results if rows is None else rows
+
+
+def _column_numbers_as_arrays(results: list) -> list:
+    """`results` that are all pyarrow arrays, or all polars Series, of one number or bool
+    type, every one with rows and none null, as their numpy arrays, which is how the
+    general path reads each (their ``to_numpy``); any other `results` as they are (text:
+    :func:`_arrow_text_as_arrays`; nulls are dropped and counted call by call).
+
+    >>> import polars as pl
+    >>> [row.tolist() for row in _column_numbers_as_arrays([pl.Series([0.5]),
+    ...                                                     pl.Series([1.0, 2.0])])]
+    [[0.5], [1.0, 2.0]]
+    >>> _column_numbers_as_arrays([pl.Series(["cat"])])[0].dtype
+    String
+    """
+    if not results or len(kinds := set(map(type, results))) != 1:
+        return results
+    (kind,) = kinds
+    if is_arrow_array(kind):
+        arrays = plain_arrow_arrays(results)
+    elif is_polars_series(kind) and str(results[0].dtype) not in _POLARS_TEXT and \
+            all(map(len, results)):
+        arrays = plain_polars_arrays(results)
+    else:
+        return results
+    return results if arrays is None else arrays
+
+
+_POLARS_TEXT = frozenset({"String", "Utf8"})
 
 
 _STR_ONLY = {str}

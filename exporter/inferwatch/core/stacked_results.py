@@ -83,6 +83,47 @@ def plain_polars_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
     return [np.asarray(result.to_numpy()) for result in results]  # type: ignore[attr-defined]
 
 
+def is_arrow_array(kind: type) -> bool:
+    """Whether `kind` is one of pyarrow's arrays (a ``ChunkedArray`` is not)."""
+    pa = sys.modules.get("pyarrow")  # loaded wherever such a result was made
+    return pa is not None and kind.__module__.startswith("pyarrow") and \
+        issubclass(kind, pa.Array)
+
+
+_ARROW_TYPE_OF = operator.attrgetter("type")
+_NULLS_OF = operator.attrgetter("null_count")
+
+
+def plain_arrow_arrays(results: Sequence[Any]) -> list[np.ndarray] | None:
+    """The numpy arrays of many pyarrow arrays of one number or bool type and no nulls,
+    each what it reads as alone (its ``to_numpy``: a float's view, a bool's copy); None
+    for any other arrays (text is counted as Arrow text, a dictionary as categories, and
+    nulls are dropped and counted call by call).
+
+    >>> import pyarrow as pa
+    >>> [a.tolist() for a in plain_arrow_arrays([pa.array([0.5]), pa.array([1.0, 2.0])])]
+    [[0.5], [1.0, 2.0]]
+    >>> plain_arrow_arrays([pa.array([0.5, None])]) is None
+    True
+    """
+    import pyarrow as pa
+
+    types = set(map(_ARROW_TYPE_OF, results))
+    if len(types) != 1:
+        return None
+    (kind,) = types
+    if not (pa.types.is_floating(kind) or pa.types.is_integer(kind) or
+            pa.types.is_boolean(kind)) or any(map(_NULLS_OF, results)):
+        return None
+    lengths = list(map(len, results))
+    if not all(lengths):
+        return None  # an empty answer: read as each call reads it
+    joined = pa.chunked_array(results, type=kind).to_numpy()
+    if len(set(lengths)) == 1:
+        return list(joined.reshape(len(results), lengths[0]))
+    return np.split(joined, list(itertools.accumulate(lengths[:-1])))
+
+
 def label_columns(kinds: Sequence[str], names: Sequence[object], task: str) -> int:
     """How many of a frame's columns, of these numpy kinds (:func:`column_kind`,
     :func:`polars_kind`) and names, are read as labels. A frame of two or more is read call
