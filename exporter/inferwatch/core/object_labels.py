@@ -19,6 +19,7 @@ comes. The rows kept, their text and their bytes are those the general path keep
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -191,6 +192,10 @@ def _text_chunks(pa: Any, columns: Sequence[Any]) -> tuple[list, list[int]] | No
         return None
     arrows = _pandas_arrow_texts(columns)
     if arrows is None:
+        joined = _polars_joined_text(columns)
+        if joined is not None:
+            return joined
+    if arrows is None:
         arrows = []
         for column in columns:
             arrow = _arrow_text(column)
@@ -206,6 +211,23 @@ def _text_chunks(pa: Any, columns: Sequence[Any]) -> tuple[list, list[int]] | No
             _arrow_text(chunks[0]) is None:
         return None
     return chunks, [len(arrow) for arrow in arrows]
+
+
+def _polars_joined_text(columns: Sequence[Any]) -> tuple[list, list[int]] | None:
+    """:func:`_text_chunks` of many polars ``String`` Series: joined by polars first (about
+    0.1 us a Series) and converted once, where each Series' own ``to_arrow()`` cost 2 us.
+    None for anything else."""
+    first = columns[0]
+    if not first.__class__.__module__.startswith("polars") or \
+            len(set(map(type, columns))) != 1:
+        return None
+    if len({column.dtype for column in columns}) != 1 or _arrow_text(first) is None:
+        return None
+    arrow = sys.modules["polars"].concat(columns, rechunk=False).to_arrow()
+    chunks = arrow.chunks if hasattr(arrow, "chunks") else [arrow]
+    if not chunks or _arrow_text(chunks[0]) is None:
+        return None
+    return chunks, [len(column) for column in columns]
 
 
 def _pandas_arrow_texts(columns: Sequence[Any]) -> list | None:

@@ -80,7 +80,22 @@ def plain_polars_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
         return None
     if any(result.null_count() for result in results):  # type: ignore[attr-defined]
         return None
-    return [np.asarray(result.to_numpy()) for result in results]  # type: ignore[attr-defined]
+    # Joined first (about 0.1 us a Series), then one conversion: each Series' own
+    # to_numpy() cost 0.5 us.
+    joined = np.asarray(sys.modules["polars"].concat(results, rechunk=False).to_numpy())
+    return split_rows(joined, list(map(len, results)))  # type: ignore[arg-type]
+
+
+def split_rows(joined: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
+    """`joined`, the rows of many calls one after another, cut back into each call's rows
+    (`lengths`, in the calls' order): views of it.
+
+    >>> [part.tolist() for part in split_rows(np.arange(5.0), [2, 3])]
+    [[0.0, 1.0], [2.0, 3.0, 4.0]]
+    """
+    if len(set(lengths)) == 1:
+        return list(joined.reshape(len(lengths), lengths[0], *joined.shape[1:]))
+    return np.split(joined, list(itertools.accumulate(lengths[:-1])))
 
 
 def is_arrow_array(kind: type) -> bool:
@@ -118,10 +133,7 @@ def plain_arrow_arrays(results: Sequence[Any]) -> list[np.ndarray] | None:
     lengths = list(map(len, results))
     if not all(lengths):
         return None  # an empty answer: read as each call reads it
-    joined = pa.chunked_array(results, type=kind).to_numpy()
-    if len(set(lengths)) == 1:
-        return list(joined.reshape(len(results), lengths[0]))
-    return np.split(joined, list(itertools.accumulate(lengths[:-1])))
+    return split_rows(pa.chunked_array(results, type=kind).to_numpy(), lengths)
 
 
 def label_columns(kinds: Sequence[str], names: Sequence[object], task: str) -> int:
