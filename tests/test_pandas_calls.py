@@ -280,19 +280,35 @@ _COLUMNS = {
     "count": (st.one_of(st.none(), st.integers(0, 5)), "Int64"),
     "flag": (st.booleans(), "bool"),
     "class_id": (st.integers(0, 2), "int64"),
+    # A prediction interval beside the score: frames of one plain dtype, several columns.
+    "low": (st.floats(-10, 0), "float64"),
+    "high": (st.floats(0, 10), "float64"),
 }
 
 
 @st.composite
 def _frames(draw):
+    """Frames of the same columns, each made as a model may make it: from a dict of
+    columns (pandas holds each dtype's columns in one block), column by column (a block
+    per column), or with its columns picked out of a frame of them in another order."""
     names = draw(st.lists(st.sampled_from(sorted(_COLUMNS)), min_size=1, max_size=4,
                           unique=True))
     frames = []
     for _ in range(draw(st.integers(1, 4))):
         rows = draw(st.integers(1, 3))
-        frames.append(pd.DataFrame({
-            name: pd.Series(draw(st.lists(_COLUMNS[name][0], min_size=rows, max_size=rows)),
-                            dtype=_COLUMNS[name][1]) for name in names}))
+        columns = {name: pd.Series(draw(st.lists(_COLUMNS[name][0], min_size=rows,
+                                                 max_size=rows)), dtype=_COLUMNS[name][1])
+                   for name in names}
+        made = draw(st.sampled_from(["dict", "assigned", "picked"]))
+        if made == "assigned":
+            frame = pd.DataFrame(index=range(rows))
+            for name in names:
+                frame[name] = columns[name]
+        elif made == "picked":
+            frame = pd.DataFrame({name: columns[name] for name in reversed(names)})[names]
+        else:
+            frame = pd.DataFrame(columns)
+        frames.append(frame)
     return frames
 
 

@@ -221,11 +221,42 @@ def is_pandas_frame(kind: type) -> bool:
 
 def frame_dtypes(frame: object) -> set:
     """The distinct dtypes of a pandas DataFrame's columns. ``DataFrame.dtypes`` builds a
-    Series (about 30 us); its block manager lists them in well under a microsecond."""
+    Series (about 30 us); the dtypes of the blocks pandas holds the columns in (each
+    column in one) are read in a fifth of a microsecond.
+
+    >>> import pandas as pd
+    >>> sorted(map(str, frame_dtypes(pd.DataFrame({"a": [1.0], "b": [2], "c": [3.0]}))))
+    ['float64', 'int64']
+    """
     try:
-        return set(frame._mgr.get_dtypes())  # type: ignore[attr-defined]
-    except Exception:  # a pandas without the block manager's method
+        return set(map(DTYPE_OF, frame._mgr.blocks))  # type: ignore[attr-defined]
+    except Exception:  # a pandas without the block manager
         return set(frame.dtypes)  # type: ignore[attr-defined]
+
+
+def frame_rows(frame: Any) -> np.ndarray:
+    """``frame.to_numpy()`` of a pandas DataFrame of one numpy dtype, read as the values of
+    the one block pandas holds them in (in the columns' order), seen row by row: about a
+    fifth of what ``to_numpy()`` costs a call. A frame of several blocks, or a pandas of
+    other internals, is read by ``to_numpy()``.
+
+    >>> import pandas as pd
+    >>> frame_rows(pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})).tolist()
+    [[1.0, 3.0], [2.0, 4.0]]
+    """
+    try:
+        blocks = frame._mgr.blocks
+        if len(blocks) == 1:
+            block = blocks[0]
+            values = block.values
+            placement = block._mgr_locs.indexer
+            if values.__class__ is np.ndarray and values.ndim == 2 and \
+                    placement.__class__ is slice and placement.start == 0 and \
+                    placement.step == 1:
+                return values.T
+    except Exception:  # a pandas whose frames keep their values otherwise
+        pass
+    return frame.to_numpy()
 
 
 def plain_series_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
@@ -536,10 +567,12 @@ class StackedResults:
         names = tuple(columns)
         if not names or len(set(names)) != len(names):
             return False
+        if not _same_columns(results, columns):
+            return False
         dtype = None
         for frame in results:
             kinds = frame_dtypes(frame)
-            if len(kinds) != 1 or not frame.columns.equals(columns):  # type: ignore[attr-defined]
+            if len(kinds) != 1:
                 return False
             (found,) = kinds
             if dtype is None:
@@ -552,12 +585,13 @@ class StackedResults:
                 dtype = found
             elif found != dtype:
                 return False
-        block = np.concatenate([frame.to_numpy() for frame in results])  # type: ignore[attr-defined]
+        rows = list(map(frame_rows, results))
+        block = np.concatenate(rows)
         prediction = self._normalized({name: block[:, j] for j, name in enumerate(names)},
                                       False)
         if prediction is None:
             return True  # as one call at a time: each would have failed the same way
-        self._add(prediction, [len(frame) for frame in results])  # type: ignore[arg-type]
+        self._add(prediction, [part.shape[0] for part in rows])
         return True
 
     def _add_masked_series(self, results: Sequence[object]) -> bool:
