@@ -32,6 +32,7 @@ from inferwatch.core.stacked_results import (
     is_pandas_frame,
     is_pandas_series,
     is_polars_series,
+    same_columns,
 )
 
 if TYPE_CHECKING:
@@ -181,9 +182,15 @@ def general_joins(joins: JoinsInOrder, records: list[RequestRecord], rows: list,
     beside scores (``{"label": labels, "score": scores}``, a DataFrame with a ``label``
     column) by its first rows' labels read at C speed, where the general path reads them
     one Python call per row (:func:`label_output_rows`)."""
+    unlabelled = _frames_without_label(records)
     for record, row in zip(records, rows):
         request_id = record.request_id
         if request_id is None:
+            continue
+        if unlabelled and row is not None:
+            # A frame without a "label" column: no label output to read (both readers
+            # below look for that column, about 1 us a frame each), the drain's row it is.
+            yield record, (request_id, *row, record.started_at)
             continue
         kept = None
         # Where join_row reads a result's label output (record_labels).
@@ -195,6 +202,36 @@ def general_joins(joins: JoinsInOrder, records: list[RequestRecord], rows: list,
         else:
             yield record, (request_id, *join_row(record.prediction, row, probabilities,
                                                  task, read_class_names), record.started_at)
+
+
+def _frames_without_label(records: list[RequestRecord]) -> bool:
+    """Whether every record's result is a pandas DataFrame of the same column labels, none
+    of them ``"label"``: one look for all, where the label readers look at each frame.
+
+    >>> import pandas as pd
+    >>> from inferwatch.core.request_record import RequestRecord
+    >>> def record(frame):
+    ...     made = RequestRecord(0.01, request_id="r-1")
+    ...     made.prediction = frame
+    ...     return made
+    >>> _frames_without_label([record(pd.DataFrame({"a": [1.0]}))] * 2)
+    True
+    >>> _frames_without_label([record(pd.DataFrame({"label": ["x"]}))])
+    False
+    """
+    if not records:
+        return False
+    first = records[0].prediction
+    if not is_pandas_frame(first.__class__):
+        return False
+    predictions = [record.prediction for record in records]
+    if len(set(map(type, predictions))) != 1:
+        return False
+    try:
+        columns = first.columns
+        return "label" not in columns and same_columns(predictions, columns)
+    except Exception:  # an odd frame: each is looked at by the readers
+        return False
 
 
 def label_output_rows(result: object, row_cap: Callable[[int], int]

@@ -324,7 +324,7 @@ def joined_frame(frames: Sequence[Any]) -> Any:
         return pandas.concat(frames, ignore_index=True)
 
 
-def _same_columns(frames: Sequence[Any], columns: Any) -> bool:
+def same_columns(frames: Sequence[Any], columns: Any) -> bool:
     """Whether every frame's column labels equal `columns`: pandas 3's labels are Arrow
     text, compared by pyarrow (``Index.equals`` cost a frame of a row about 2 us); others
     by ``Index.equals``."""
@@ -572,7 +572,7 @@ class StackedResults:
         names = tuple(columns)
         if not names or len(set(names)) != len(names):
             return False
-        if not _same_columns(results, columns):
+        if not same_columns(results, columns):
             return False
         dtype = None
         for frame in results:
@@ -654,7 +654,7 @@ class StackedResults:
             return None
         if label_columns(list(map(column_kind, first_kinds)), names, self.settings.task) > 1:
             return None
-        if not _same_columns(results, columns):
+        if not same_columns(results, columns):
             return None
         sizes = list(map(len, results))  # type: ignore[arg-type]
         if not all(sizes):
