@@ -59,6 +59,17 @@ def recording_distributions(matrices: list[tuple[list[str], np.ndarray]] | None
     return previous
 
 
+def names_each_column(class_names: Sequence[object] | None, width: int) -> bool:
+    """Whether a model's classes name each of `width` columns, one label each: what lets a
+    ``predict``'s rows be read as class probabilities (task auto).
+
+    >>> names_each_column(["no", "yes"], 2), names_each_column(None, 2)
+    (True, False)
+    """
+    return class_names is not None and len(class_names) == width and \
+        np.ndim(class_names[0]) == 0
+
+
 def looks_like_probabilities(array: np.ndarray, task: str,
                              class_names: Sequence[object] | None, by_shape: bool) -> bool:
     """2-D float rows in [0, 1] that sum to 1 are class probabilities when the task says
@@ -69,8 +80,7 @@ def looks_like_probabilities(array: np.ndarray, task: str,
         return False
     if task == "classification":
         return True
-    if not by_shape and (class_names is None or len(class_names) != array.shape[1]
-                         or np.ndim(class_names[0]) != 0):
+    if not by_shape and not names_each_column(class_names, array.shape[1]):
         return False
     # Rows near the float maximum overflow the sum: they are no probabilities, not a warning.
     with np.errstate(invalid="ignore", over="ignore"):

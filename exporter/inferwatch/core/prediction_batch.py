@@ -39,6 +39,7 @@ from inferwatch.core.result_arrays import (
 )
 from inferwatch.core.stacked_results import (
     DTYPE_OF,
+    SEQUENCE_CLASSES,
     SEQUENCES,
     SHAPE_OF,
     StackedResults,
@@ -436,6 +437,11 @@ class PredictionBatch(StackedResults):
                 self._add_nones(len(results), probabilities):
             # No row: each joins as its result, as when read alone.
             return [None] * len(results) if split else []
+        if len(results) > 1 and results[0].__class__ in SEQUENCE_CLASSES:
+            # Rows of floats as lists (proba.tolist()): read as their arrays, below.
+            arrays = self.float_row_arrays(results, probabilities)
+            if arrays is not None:
+                results = arrays
         if len(results) > 1 and all(r.__class__ is np.ndarray and r.ndim == 2 and
                                     r.dtype.kind == "f" for r in results) and \
                 len({r.shape[1] for r in results}) == 1:

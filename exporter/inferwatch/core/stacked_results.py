@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from inferwatch.core.class_probabilities import looks_like_probabilities, names_each_column
 from inferwatch.core.nested_outputs import stackable_maps
+from inferwatch.core.prediction_classes import whole_number_classes
 from inferwatch.core.predictions import DEFAULT_OUTPUT
 from inferwatch.core.state import float_array
 
@@ -35,6 +37,7 @@ _BOOL_ONLY = {bool}
 _WHOLE_KINDS = ({int}, {np.int64})
 _LIST_ONLY = {list}
 SEQUENCES = ({list}, {tuple})  # a result's kinds read as flat lists: lists, or tuples
+SEQUENCE_CLASSES = (list, tuple)
 _FLAT_KINDS = (_FLOAT_ONLY, _TEXT_ONLY, *SEQUENCES)  # a flat list's first call's kinds
 # An array's shape and dtype, read in C over many arrays (``set(map(SHAPE_OF, arrays))``).
 SHAPE_OF = operator.attrgetter("shape")
@@ -538,17 +541,9 @@ class StackedResults:
             self.add_stacked(stacked, (width,), len(results), False)
             return True
         if kinds in SEQUENCES:
-            if not probabilities:
-                # A predict's rows are judged call by call (probabilities, classes or
-                # values, by what each call holds): only predict_proba's rows are stacked.
+            arrays = self.float_row_arrays(results, probabilities)
+            if arrays is None:
                 return False
-            # Rows of plain floats (a predict_proba returning [[p0, p1]]): read as the
-            # arrays numpy makes of them, as a list read alone is.
-            inner = {len(row) for result in results for row in result}
-            if len(inner) != 1 or not all(type(value) is float for result in results
-                                          for row in result for value in row):
-                return False
-            arrays = list(np.array(results, dtype=np.float64))
             self.add_results(arrays, probabilities, kinds={np.ndarray})
             return True
         if probabilities:
@@ -561,6 +556,45 @@ class StackedResults:
             self.repeat_size(width, len(results))
             return True
         return False
+
+    def float_row_arrays(self, results: Sequence[Sequence], probabilities: bool | None
+                         ) -> list[np.ndarray] | None:
+        """Many lists (or tuples) of rows of plain floats, each of the same number of rows
+        of one width (a predict_proba returning ``[[p0, p1]]``, a predict returning
+        ``proba.tolist()``), as the arrays numpy makes of them, as each list read alone is;
+        None for any other results. A predict's rows are judged call by call
+        (probabilities, classes or values, by what each call holds) and stacked ones once:
+        a predict's are read so only when they are all probabilities (then so is each
+        call's), or a regressor's values."""
+        if len(set(map(type, results))) != 1 or results[0].__class__ not in SEQUENCE_CLASSES:
+            return None
+        lengths = set(map(len, results))
+        inner = {len(row) if row.__class__ in SEQUENCE_CLASSES else -1
+                 for result in results for row in result}
+        if len(lengths) != 1 or len(inner) != 1 or -1 in inner or 0 in lengths or \
+                not all(type(value) is float for result in results for row in result
+                        for value in row):
+            return None
+        stacked = np.array(results, dtype=np.float64)
+        return list(stacked) if self._rows_read_alike(stacked, probabilities) else None
+
+    def _rows_read_alike(self, stacked: np.ndarray, probabilities: bool | None) -> bool:
+        """Whether `stacked` (calls, rows, width) read as one matrix is read as each call's
+        rows are: as probabilities (a predict_proba's; or every row's, so every call's), or
+        as values that no call could read otherwise (a regressor's; task auto, no class
+        one column each may name, no whole-number classes to read floats as). A drain of
+        rows some calls may read as probabilities and others not, or of floats that may be
+        classes, is read call by call."""
+        task = self.settings.task
+        if probabilities or task == "regression":
+            return True
+        names = self._class_names_once()
+        by_shape = probabilities is None
+        if looks_like_probabilities(stacked.reshape(-1, stacked.shape[-1]), task, names,
+                                    by_shape=by_shape):
+            return True
+        return task == "auto" and not by_shape and whole_number_classes(names) is None \
+            and not names_each_column(names, stacked.shape[-1])
 
     def _add_plain_frames(self, results: Sequence[object]) -> bool:
         """Many pandas DataFrames of the same uniquely named columns, all of one plain numpy
