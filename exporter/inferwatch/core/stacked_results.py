@@ -564,14 +564,15 @@ class StackedResults:
         ``proba.tolist()``), as the arrays numpy makes of them, as each list read alone is;
         None for any other results. A predict's rows are judged call by call
         (probabilities, classes or values, by what each call holds) and stacked ones once:
-        a predict's are read so only when they are all probabilities (then so is each
-        call's), or a regressor's values."""
+        a predict's are read so only where every call reads them alike
+        (:meth:`_rows_read_alike`)."""
         if len(set(map(type, results))) != 1 or results[0].__class__ not in SEQUENCE_CLASSES:
             return None
         lengths = set(map(len, results))
         inner = {len(row) if row.__class__ in SEQUENCE_CLASSES else -1
                  for result in results for row in result}
-        if len(lengths) != 1 or len(inner) != 1 or -1 in inner or 0 in lengths or \
+        if len(lengths) != 1 or len(inner) != 1 or -1 in inner or 0 in inner or \
+                0 in lengths or \
                 not all(type(value) is float for result in results for row in result
                         for value in row):
             return None
