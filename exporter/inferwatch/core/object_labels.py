@@ -195,7 +195,6 @@ def _text_chunks(pa: Any, columns: Sequence[Any]) -> tuple[list, list[int]] | No
         joined = _polars_joined_text(columns)
         if joined is not None:
             return joined
-    if arrows is None:
         arrows = []
         for column in columns:
             arrow = _arrow_text(column)
@@ -225,7 +224,10 @@ def _polars_joined_text(columns: Sequence[Any]) -> tuple[list, list[int]] | None
     # 7 us), which a drain of Enums must not pay once a call.
     if _arrow_text(first) is None or len({column.dtype for column in columns}) != 1:
         return None
-    arrow = sys.modules["polars"].concat(columns, rechunk=False).to_arrow()
+    try:
+        arrow = sys.modules["polars"].concat(columns, rechunk=False).to_arrow()
+    except Exception:  # a polars that will not join them: each Series is read alone
+        return None
     chunks = arrow.chunks if hasattr(arrow, "chunks") else [arrow]
     if not chunks or _arrow_text(chunks[0]) is None:
         return None

@@ -85,7 +85,10 @@ def plain_polars_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
         return None
     # Joined first (about 0.1 us a Series), then one conversion: each Series' own
     # to_numpy() cost 0.5 us.
-    joined = np.asarray(sys.modules["polars"].concat(results, rechunk=False).to_numpy())
+    try:
+        joined = np.asarray(sys.modules["polars"].concat(results, rechunk=False).to_numpy())
+    except Exception:  # a polars that will not join them: each Series converted alone
+        return [np.asarray(result.to_numpy()) for result in results]  # type: ignore[attr-defined]
     return split_rows(joined, list(map(len, results)))  # type: ignore[arg-type]
 
 
