@@ -453,7 +453,14 @@ class PredictionBatch(StackedResults):
             if prediction is None:
                 return [None] * len(results)
             self._add(prediction, sizes)
-            return split_rows(prediction, sizes) if split else []
+            if not split:
+                return []
+            rows = split_rows(prediction, sizes)
+            if sum(sizes) and all(row is None for row in rows):
+                # The stacked read dropped a row (a float no class may be), and which call
+                # it came from is lost: each call's rows as it reads them alone, not none.
+                rows = [self.joinable_rows(result, probabilities) for result in results]
+            return rows
         return [self._add_call(result, probabilities) for result in results]
 
     def _joined_records(self, results: Sequence[object]
