@@ -82,12 +82,22 @@ def looks_like_probabilities(array: np.ndarray, task: str,
         return True
     if not by_shape and not names_each_column(class_names, array.shape[1]):
         return False
+    return bool(probability_rows(array).all())
+
+
+def probability_rows(array: np.ndarray) -> np.ndarray:
+    """Which rows of a 2-D float array lie in [0, 1] and sum to 1 (within the tolerances):
+    what :func:`looks_like_probabilities` asks of every row.
+
+    >>> probability_rows(np.array([[0.2, 0.8], [0.5, 0.7], [np.nan, 1.0]])).tolist()
+    [True, False, False]
+    """
     # Rows near the float maximum overflow the sum: they are no probabilities, not a warning.
     with np.errstate(invalid="ignore", over="ignore"):
-        in_unit = bool(((array >= -PROBABILITY_RANGE_TOLERANCE) &
-                        (array <= 1 + PROBABILITY_RANGE_TOLERANCE)).all())
-        sums_to_one = bool((np.abs(array.sum(axis=1) - 1.0) <= PROBABILITY_SUM_TOLERANCE).all())
-    return in_unit and sums_to_one
+        rows = ((array >= -PROBABILITY_RANGE_TOLERANCE) &
+                (array <= 1 + PROBABILITY_RANGE_TOLERANCE)).all(axis=1)
+        rows &= np.abs(array.sum(axis=1) - 1.0) <= PROBABILITY_SUM_TOLERANCE
+    return rows
 
 
 def add_probabilities(prediction: Prediction, array: np.ndarray,

@@ -19,7 +19,11 @@ import numpy as np
 from inferwatch import faults
 from inferwatch.core.call_rows import split_rows
 from inferwatch.core.categorical_calls import CategoricalRows, categorical_rows
-from inferwatch.core.class_probabilities import recording_distributions
+from inferwatch.core.class_probabilities import (
+    names_each_column,
+    probability_rows,
+    recording_distributions,
+)
 from inferwatch.core.column_arrays import is_text_column
 from inferwatch.core.object_labels import arrow_text_counts
 from inferwatch.core.options import VALUE_BUCKETS
@@ -362,6 +366,13 @@ class PredictionBatch(StackedResults):
         if not self._stackable(shape, stacked.dtype, probabilities):
             self.add_results(list(stacked.reshape((calls, *shape))), probabilities)
             return
+        if len(shape) == 2 and self._probability_calls(
+                [shape[0]] * calls, stacked, probabilities) is not None:
+            # Some calls' rows are probabilities and others' not: each read as it reads
+            # alone (those alike stacked together).
+            self.add_records(list(stacked.reshape((calls, *shape))), probabilities,
+                             split=False)
+            return
         if len(shape) == 1:
             if stacked.dtype.kind == "f":
                 self._add_floats(stacked.astype(np.float64, copy=False), shape[0], calls)
@@ -446,6 +457,10 @@ class PredictionBatch(StackedResults):
                                     r.dtype.kind == "f" for r in results) and \
                 len({r.shape[1] for r in results}) == 1:
             stacked = np.concatenate(results)
+            alike = self._probability_calls([r.shape[0] for r in results], stacked,
+                                            probabilities)
+            if alike is not None:
+                return self._add_apart(results, probabilities, split, alike)
             if not np.isfinite(stacked).all():
                 return self._add_apart(results, probabilities, split)
             sizes = [r.shape[0] for r in results]
@@ -570,13 +585,15 @@ class PredictionBatch(StackedResults):
             split_rows(prediction, [prediction.rows], result)[0]
 
     def _add_apart(self, results: Sequence[np.ndarray], probabilities: bool | None,
-                   split: bool) -> list[tuple[tuple | None, tuple | None] | None]:
-        """Stacked calls of which some hold NaN or inf: those are added one by one, the rest
-        stacked. A non-finite row is dropped when normalised, and which call it belonged to
-        is then lost: the rest of the drain's calls must stay joinable. Their batch sizes
-        are left in call order, which a drain that cut a huge call into slices corrects
-        them by."""
-        finite = [bool(np.isfinite(r).all()) for r in results]
+                   split: bool, together: list[bool] | None = None
+                   ) -> list[tuple[tuple | None, tuple | None] | None]:
+        """Stacked calls of which some hold NaN or inf (or, by `together`, some are read
+        otherwise than the rest): those are added one by one, the rest stacked. A
+        non-finite row is dropped when normalised, and which call it belonged to is then
+        lost: the rest of the drain's calls must stay joinable. Their batch sizes are left
+        in call order, which a drain that cut a huge call into slices corrects them by."""
+        finite = together if together is not None else \
+            [bool(np.isfinite(r).all()) for r in results]
         first = len(self.batch_sizes)
         clean = iter(self.add_records([r for r, ok in zip(results, finite) if ok],
                                       probabilities))
@@ -587,6 +604,27 @@ class PredictionBatch(StackedResults):
             stacked, apart = iter(added[:sum(finite)]), iter(added[sum(finite):])
             self.batch_sizes[first:] = [next(stacked) if ok else next(apart) for ok in finite]
         return found if split else []
+
+    def _probability_calls(self, sizes: Sequence[int], stacked: np.ndarray,
+                           probabilities: bool | None) -> list[bool] | None:
+        """Whether each call's rows (`sizes` of them each, one after another in `stacked`)
+        are class probabilities, where some calls' are and others' are not: each call's
+        rows are judged on their own (task auto, a model whose classes name each column,
+        or a result handed over with no method), so a drain of them stacked, judged once,
+        would read them all alike (one NaN row of a Keras classifier's ``predict`` made
+        its whole drain values). None when every call is read alike."""
+        task = self.settings.task
+        if probabilities or task != "auto" or stacked.ndim != 2 or stacked.shape[1] < 2 or \
+                stacked.dtype.kind != "f" or (probabilities is not None and not
+                                              names_each_column(self._class_names_once(),
+                                                                stacked.shape[1])):
+            return None
+        rows = probability_rows(stacked)
+        if rows.all() or not rows.any():
+            return None
+        bounds = np.cumsum([0, *sizes])
+        calls = [bool(rows[start:end].all()) for start, end in zip(bounds[:-1], bounds[1:])]
+        return None if all(calls) or not any(calls) else calls
 
     def _class_names_once(self) -> Sequence[object] | None:
         if self._class_names is _UNSET:
