@@ -592,17 +592,17 @@ class PredictionBatch(StackedResults):
         non-finite row is dropped when normalised, and which call it belonged to is then
         lost: the rest of the drain's calls must stay joinable. Their batch sizes are left
         in call order, which a drain that cut a huge call into slices corrects them by."""
-        finite = together if together is not None else \
+        stacks = together if together is not None else \
             [bool(np.isfinite(r).all()) for r in results]
         first = len(self.batch_sizes)
-        clean = iter(self.add_records([r for r, ok in zip(results, finite) if ok],
+        clean = iter(self.add_records([r for r, ok in zip(results, stacks) if ok],
                                       probabilities))
         found = [next(clean) if ok else self._add_call(result, probabilities)
-                 for result, ok in zip(results, finite)]
+                 for result, ok in zip(results, stacks)]
         added = self.batch_sizes[first:]
         if len(added) == len(results):  # the stacked ones first, then the others in turn
-            stacked, apart = iter(added[:sum(finite)]), iter(added[sum(finite):])
-            self.batch_sizes[first:] = [next(stacked) if ok else next(apart) for ok in finite]
+            stacked, apart = iter(added[:sum(stacks)]), iter(added[sum(stacks):])
+            self.batch_sizes[first:] = [next(stacked) if ok else next(apart) for ok in stacks]
         return found if split else []
 
     def _probability_calls(self, sizes: Sequence[int], stacked: np.ndarray,
