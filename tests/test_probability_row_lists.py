@@ -93,9 +93,10 @@ def _outcome(result) -> object:
     return "fraud" if result[0][-1] > 0.5 else result[0][0] + 0.25
 
 
-def _in_requests(outputs, order, classes, task: str) -> tuple[dict, dict]:
+def in_requests(outputs, order, classes, task: str, outcome=_outcome) -> tuple[dict, dict]:
     """The same calls' results handed over inside ``mon.request()`` by ``r.prediction()``
-    (no method to judge them by: their rows alone decide), each under an id, judged."""
+    (no method to judge them by: their rows alone decide), each under an id, judged by
+    ``outcome(result)``: the series and each id's entry."""
     scraper = Scraper(drain_interval=3600)
     try:
         monitor = inferwatch.monitor("m", "1", registry=scraper.registry).configure(
@@ -107,7 +108,7 @@ def _in_requests(outputs, order, classes, task: str) -> tuple[dict, dict]:
         monitor.drain()
         entries = _entries(monitor)
         for call, index in enumerate(order):
-            monitor.record_outcome(f"r-{call}", _outcome(outputs[index]))
+            monitor.record_outcome(f"r-{call}", outcome(outputs[index]))
         return _recorded(scraper), entries
     finally:
         scraper.registry.close()
@@ -131,5 +132,5 @@ def test_probability_rows_as_lists_join_their_outcomes_as_each_call_read_alone(
         as_the_general_path(
             patch, stacked_results.StackedResults, "float_row_arrays",
             (lambda: judged_after_drain(calls, None, task, 2**20, _outcome, options))
-            if how == "model" else (lambda: _in_requests(outputs, order, classes, task)),
+            if how == "model" else (lambda: in_requests(outputs, order, classes, task)),
             replacement=_none)

@@ -16,13 +16,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-import inferwatch
-from conftest import Scraper
 from fold_checks import watched
 from inferwatch.core.prediction_batch import PredictionBatch
-from test_outcomes_array_rows import _assert_same_samples, _entries, _recorded
+from test_outcomes_array_rows import _assert_same_samples
 from test_pandas_calls import _figures
-from test_probability_row_lists import _row
+from test_probability_row_lists import _row, in_requests
 
 
 @contextlib.contextmanager
@@ -70,26 +68,6 @@ def _assert_same_figures(together: dict, alone: dict) -> None:
         assert math.isclose(total, other_total, rel_tol=1e-12, abs_tol=1e-12), key
 
 
-def _in_requests(outputs, order, classes, task: str) -> tuple[dict, dict]:
-    """The calls' matrices handed over inside ``mon.request()`` by ``r.prediction()``, each
-    under an id, then judged: the series and each id's entry."""
-    scraper = Scraper(drain_interval=3600)
-    try:
-        monitor = inferwatch.monitor("m", "1", registry=scraper.registry).configure(
-            **({} if task == "auto" else {"task": task}),
-            **({} if classes is None else {"classes": classes}))
-        for call, index in enumerate(order):
-            with monitor.request(request_id=f"r-{call}") as r:
-                r.prediction(outputs[index])
-        monitor.drain()
-        entries = _entries(monitor)
-        for call in range(len(order)):
-            monitor.record_outcome(f"r-{call}", "c1")
-        return _recorded(scraper), entries
-    finally:
-        scraper.registry.close()
-
-
 @settings(max_examples=120, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(_drains(), st.lists(st.integers(0, 4), min_size=2, max_size=20),
@@ -104,13 +82,13 @@ def test_each_calls_rows_are_judged_as_when_read_alone(drain, order, task):
     outputs, classes = drain
     order = [i % len(outputs) for i in order]
     together = _figures(outputs, order, classes, task=task)
-    in_requests = _in_requests(outputs, order, classes, task)
+    requested = in_requests(outputs, order, classes, task)
     with _each_call_alone():
         alone = _figures(outputs, order, classes, task=task)
-        in_requests_alone = _in_requests(outputs, order, classes, task)
+        requested_alone = in_requests(outputs, order, classes, task)
     _assert_same_figures(together, alone)
-    _assert_same_samples(in_requests[0], in_requests_alone[0])
-    assert in_requests[1] == in_requests_alone[1]
+    _assert_same_samples(requested[0], requested_alone[0])
+    assert requested[1] == requested_alone[1]
 
 
 def test_a_nan_row_among_probabilities_is_read_apart(monkeypatch):
