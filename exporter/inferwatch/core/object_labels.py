@@ -148,14 +148,11 @@ def arrow_text_counts(columns: Sequence[Any]) -> tuple[dict[str | None, int], li
     >>> arrow_text_counts([pd.Series(["b"], dtype=object)]) is None
     True
     """
-    pa = pyarrow_module()
-    if pa is None:
-        return None
-    found = _text_chunks(pa, columns)
+    found = _joined_text(columns)
     if found is None:
         return None  # another kind, or text and large text: read as Python strings
-    chunks, lengths = found
-    counted = pa.compute.value_counts(pa.chunked_array(chunks))
+    joined, lengths = found
+    counted = pyarrow_module().compute.value_counts(joined)
     return dict(zip(counted.field(0).to_pylist(), counted.field(1).to_pylist())), lengths
 
 
@@ -173,23 +170,29 @@ def arrow_text_rows(columns: Sequence[Any]) -> tuple[list[str | None], list[int]
     >>> arrow_text_rows([pd.Series(["b"], dtype=object)]) is None
     True
     """
-    pa = pyarrow_module()
-    if pa is None:
-        return None
-    found = _text_chunks(pa, columns)
+    found = _joined_text(columns)
     if found is None:
         return None
-    chunks, lengths = found
+    joined, lengths = found
     # An array of Python objects (None where missing) made in C++: its list costs a tenth
     # of to_pylist()'s.
-    return pa.chunked_array(chunks).to_numpy(zero_copy_only=False).tolist(), lengths
+    return joined.to_numpy(zero_copy_only=False).tolist(), lengths
+
+
+def _joined_text(columns: Sequence[Any]) -> tuple[Any, list[int]] | None:
+    """The text that `columns` hold as one Arrow ``ChunkedArray`` of one type, and each
+    column's rows; None when any column holds something else, none is given, or pyarrow
+    is not installed."""
+    pa = pyarrow_module()
+    if pa is None or not columns:
+        return None
+    found = _text_chunks(pa, columns)
+    return None if found is None else (pa.chunked_array(found[0]), found[1])
 
 
 def _text_chunks(pa: Any, columns: Sequence[Any]) -> tuple[list, list[int]] | None:
     """The Arrow chunks of text that `columns` hold, all of one type, and each column's
-    rows; None when any column holds something else (or none is given)."""
-    if not columns:
-        return None
+    rows; None when any column holds something else."""
     arrows = _pandas_arrow_texts(columns)
     if arrows is None:
         joined = _polars_joined_text(columns)
