@@ -62,6 +62,7 @@ from inferwatch.core.stacked_results import (
     scalar_dict_columns,
 )
 from inferwatch.core.state import ModelState, float_array
+from inferwatch.core.whole_class_calls import calls_read_alike
 
 if TYPE_CHECKING:
     from inferwatch.core.label_caps import LabelCap
@@ -366,10 +367,19 @@ class PredictionBatch(StackedResults):
         if not self._stackable(shape, stacked.dtype, probabilities):
             self.add_results(list(stacked.reshape((calls, *shape))), probabilities)
             return
-        if len(shape) == 2 and self._probability_calls(
+        if len(shape) == 2 and shape[1] == 1 and not probabilities and \
+                self._whole_number_classes() is not None:
+            # A column of floats, of a model whose classes are whole numbers: each call's
+            # its classes or its values, judged alone, as a 1-D array's are.
+            self._add_floats(stacked.reshape(-1).astype(np.float64, copy=False), shape[0],
+                             calls)
+            self.repeat_size(shape[0], calls)
+            return
+        if len(shape) == 2 and self._calls_read_apart(
                 [shape[0]] * calls, stacked, probabilities) is not None:
-            # Some calls' rows are probabilities and others' not: each read as it reads
-            # alone (those alike stacked together).
+            # Some calls' rows are probabilities and others' not, or some calls' columns
+            # their classes and others' not: each read as it reads alone (those alike
+            # stacked together).
             self.add_records(list(stacked.reshape((calls, *shape))), probabilities,
                              split=False)
             return
@@ -457,8 +467,8 @@ class PredictionBatch(StackedResults):
                                     r.dtype.kind == "f" for r in results) and \
                 len({r.shape[1] for r in results}) == 1:
             stacked = np.concatenate(results)
-            alike = self._probability_calls([r.shape[0] for r in results], stacked,
-                                            probabilities)
+            alike = self._calls_read_apart([r.shape[0] for r in results], stacked,
+                                           probabilities)
             if alike is not None:
                 return self._add_apart(results, probabilities, split, alike)
             if not np.isfinite(stacked).all():
@@ -604,6 +614,17 @@ class PredictionBatch(StackedResults):
             stacked, apart = iter(added[:sum(stacks)]), iter(added[sum(stacks):])
             self.batch_sizes[first:] = [next(stacked) if ok else next(apart) for ok in stacks]
         return found if split else []
+
+    def _calls_read_apart(self, sizes: Sequence[int], stacked: np.ndarray,
+                          probabilities: bool | None) -> list[bool] | None:
+        """Which calls to stack (:meth:`_probability_calls`, else
+        :func:`~inferwatch.core.whole_class_calls.calls_read_alike`) where some calls read
+        otherwise than the rest; None when every call reads alike."""
+        found = self._probability_calls(sizes, stacked, probabilities)
+        if found is None:
+            found = calls_read_alike(stacked, sizes, self.settings.task,
+                                     self._class_names_once(), probabilities)
+        return found
 
     def _probability_calls(self, sizes: Sequence[int], stacked: np.ndarray,
                            probabilities: bool | None) -> list[bool] | None:
