@@ -12,11 +12,15 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from fold_checks import as_the_general_path, watched
+from inferwatch.core.options import Settings
+from inferwatch.core.prediction_batch import PredictionBatch
 from inferwatch.core.stacked_results import StackedResults
 
 pl = pytest.importorskip("polars")
 
-from test_pandas_calls import _figures, drained_every_way  # noqa: E402
+from test_outcomes_array_rows import judged_after_drain  # noqa: E402
+from test_pandas_calls import _figures, _records_both_ways, drained_every_way  # noqa: E402
 
 CLASSES = ["legit", "fraud", "review"]
 
@@ -96,3 +100,45 @@ def test_polars_frames_of_many_calls_record_what_each_call_read_alone_records(
     together = drained_every_way(frames, order, _call_by_call, classes=classes,
                                  max_classes=max_classes)
     assert together["sizes"][:2] == (len(order), sum(len(frames[i]) for i in order))
+
+
+@settings(max_examples=80, deadline=None)
+@given(_series_calls(), st.sampled_from(["auto", "classification", "regression"]),
+       st.sampled_from([None, ("0", "1"), tuple(CLASSES)]))
+@example([pl.Series([1.0, None]), pl.Series([None])], "auto", None)
+@example([pl.Series(["fraud", None], dtype=pl.Enum(CLASSES)),
+          pl.Series([None], dtype=pl.Enum(CLASSES))], "auto", None)
+def test_polars_series_under_request_ids_join_by_the_rows_each_call_gives_alone(
+        outputs, task, classes):
+    """Joined under request ids too (about 30 to 90 us a call read alone): each call's
+    rows, a null None or NaN in its place, as the call read alone gives them."""
+    together, alone = _records_both_ways(outputs, Settings(task=task, classes=classes))
+    assert together == alone
+
+
+@settings(max_examples=60, deadline=None)
+@given(_frames(), st.sampled_from([None, tuple(CLASSES)]))
+def test_polars_frames_under_request_ids_join_by_the_rows_each_call_gives_alone(
+        frames, classes):
+    together, alone = _records_both_ways(frames, Settings(classes=classes))
+    assert together == alone
+
+
+def test_outcomes_join_a_drain_of_polars_series_with_nulls_as_each_call_alone(monkeypatch):
+    """End to end: the series, the rows kept for each id and the outcomes judged, with the
+    join and without it; and the join is what such a drain takes."""
+    joined = watched(monkeypatch, PredictionBatch, "_joined_records",
+                     lambda found: found is not None)
+    for dtype, values in ((pl.Float64, [[0.5, None], [None], [1.5]]),
+                          (pl.Enum(CLASSES), [["fraud", None], [None], ["legit"]])):
+        calls = [(pl.Series(values[i % 3], dtype=dtype), f"r-{i}") for i in range(9)]
+        as_the_general_path(
+            monkeypatch, PredictionBatch, "_joined_records",
+            lambda calls=calls: judged_after_drain(calls, None, "auto", 2**20, _first_row),
+            lambda self, results: None)
+    assert joined and all(joined)
+
+
+def _first_row(result) -> object:
+    value = result.to_list()[0]
+    return "legit" if value is None or isinstance(value, str) else value + 0.25

@@ -18,18 +18,22 @@ def split_rows(prediction: Prediction, sizes: Sequence[int], result: object = No
                ) -> list[tuple[tuple | None, tuple | None] | None]:
     """Per-call (classes, values) of a prediction made of several calls' rows. Values of
     several outputs (a multi-output regressor) are a tuple per row, of every output's value
-    in the order the outputs were returned. `result`: the one call's own result, which
-    tells the rows whose non-finite values were dropped (each then NaN in its place).
+    in the order the outputs were returned. `result`: what the prediction was read from
+    (one call's result, or the calls' results joined into one), which tells the rows whose
+    missing or non-finite values were dropped (each then None or NaN in its place).
 
     >>> prediction = Prediction(rows=3, values={"a": np.array([1.0, 2.0, 3.0]),
     ...                                         "b": np.array([10.0, 20.0, 30.0])})
     >>> split_rows(prediction, [1, 2])
     [(None, ((1.0, 10.0),)), (None, ((2.0, 20.0), (3.0, 30.0)))]
     """
-    if result is not None and len(sizes) == 1:
+    if result is not None:
         labels = rows_with_missing_classes(prediction, result)
         if labels is not None:
-            return [(labels, None)]
+            if len(sizes) == 1:
+                return [(labels, None)]
+            ends = np.cumsum(sizes).tolist()
+            return [(labels[end - size:end], None) for size, end in zip(sizes, ends)]
         filled = None if prediction.classes is not None else \
             values_with_dropped_rows(prediction, result)
         if filled is not None:

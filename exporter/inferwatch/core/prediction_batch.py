@@ -490,18 +490,22 @@ class PredictionBatch(StackedResults):
 
     def _joined_records(self, results: Sequence[object]
                         ) -> list[tuple[tuple | None, tuple | None] | None] | None:
-        """Many calls' pandas nullable Series or typed frames (what the plain path joins:
-        :meth:`_add_masked_series`, :meth:`_add_typed_frames`) recorded as one joined
-        result, and each call's rows for its outcome split from it again. None, recording
-        nothing, for any other results, and for a drain with a row the joined result drops
-        (a missing value, a non-finite float, a label no class was declared for): a call
-        read alone keeps None or NaN in that row's place, which a joined column loses."""
+        """Many calls' pandas nullable Series or typed frames, or polars Series or frames
+        (what the plain path joins: :meth:`_add_masked_series`, :meth:`_add_typed_frames`,
+        :meth:`_add_polars_series`, :meth:`_add_polars_frames`) recorded as one joined
+        result, and each call's rows for its outcome split from it again, a missing row
+        (``pd.NA``) or a non-finite float None or NaN in its place, as a call read alone
+        keeps it. None, recording nothing, for any other results, and for a drain with a
+        row the joined result drops whose place it cannot tell (a label no class was
+        declared for)."""
         kinds = set(map(type, results))
         if len(kinds) != 1:
             return None
         kind = next(iter(kinds))
         found = self._masked_series_join(results) if is_pandas_series(kind) else \
-            self._typed_frames_join(results) if is_pandas_frame(kind) else None
+            self._typed_frames_join(results) if is_pandas_frame(kind) else \
+            self._polars_series_join(results) if is_polars_series(kind) else \
+            self._polars_frames_join(results) if is_polars_frame(kind) else None
         if found is None:
             return None
         join, sizes = found
@@ -512,9 +516,9 @@ class PredictionBatch(StackedResults):
         prediction = self._normalized(joined, False)
         if prediction is None:
             return [None] * len(results)  # as one call at a time: each fails alike
-        if prediction.invalid:
-            return None
-        rows = split_rows(prediction, sizes)
+        # A missing row (pd.NA) is dropped from the prediction and put back in its place,
+        # None or NaN, by the joined result, as each call's own result puts it back.
+        rows = split_rows(prediction, sizes, joined if prediction.invalid else None)
         if any(row is None for row in rows):
             return None
         self._add(prediction, sizes)

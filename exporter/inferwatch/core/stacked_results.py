@@ -719,32 +719,44 @@ class StackedResults:
         as one Series, each call's rows its batch size. False, recording nothing, for Series
         of several dtypes, an empty one, and floats from a model whose classes are whole
         numbers (each call then decides alone whether its values are those classes)."""
+        found = self._polars_series_join(results)
+        return found is not None and self._add_joined(*found)
+
+    def _polars_series_join(self, results: Sequence[object]
+                            ) -> tuple[Callable[[], object], list[int]] | None:
+        """(how to join them, each call's rows) for :meth:`_add_polars_series`, or None."""
         # The first call's dtype alone (polars makes an Enum's anew at each look, about
         # 20 us): ``pl.concat`` refuses Series of another dtype, and each is read alone.
         dtype = results[0].dtype  # type: ignore[attr-defined]
         if polars_kind(dtype) == "f" and self._whole_number_classes() is not None:
-            return False
+            return None
         sizes = list(map(len, results))  # type: ignore[arg-type]
         if not all(sizes):
-            return False
-        return self._add_joined(lambda: sys.modules["polars"].concat(results), sizes)
+            return None
+        return lambda: sys.modules["polars"].concat(results), sizes
 
     def _add_polars_frames(self, results: Sequence[object]) -> bool:
         """Many polars DataFrames of one schema (the same columns of the same dtypes) with
         at most one column of labels, which polars reads at about 14 us a call: joined by
         ``pl.concat`` and read as one frame, each call's rows its batch size. False,
         recording nothing, for any other frames."""
+        found = self._polars_frames_join(results)
+        return found is not None and self._add_joined(*found)
+
+    def _polars_frames_join(self, results: Sequence[object]
+                            ) -> tuple[Callable[[], object], list[int]] | None:
+        """(how to join them, each call's rows) for :meth:`_add_polars_frames`, or None."""
         schemas = [tuple(frame.schema.items()) for frame in results]  # type: ignore[attr-defined]
         if len(set(schemas)) != 1 or not schemas[0]:
-            return False
+            return None
         names = [name for name, _ in schemas[0]]
         kinds = [polars_kind(dtype) for _, dtype in schemas[0]]
         if label_columns(kinds, names, self.settings.task) > 1:
-            return False
+            return None
         sizes = list(map(len, results))  # type: ignore[arg-type]
         if not all(sizes):
-            return False
-        return self._add_joined(lambda: sys.modules["polars"].concat(results), sizes)
+            return None
+        return lambda: sys.modules["polars"].concat(results), sizes
 
     def _add_scalar_dicts(self, results: Sequence[dict], listed: bool = True,
                           maps: bool = True) -> bool:
