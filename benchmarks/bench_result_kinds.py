@@ -40,6 +40,7 @@ def _kinds() -> dict[str, tuple[Callable[[], object], dict]]:
         "numpy text array": (lambda: np.array(["fraud"]), labels),
         "numpy object array of text": (lambda: np.array(["fraud"], dtype=object), labels),
         "numpy masked array": (lambda: np.ma.masked_array([0.5], mask=[False]), {}),
+        "numpy label matrix (multi-output classifier)": (lambda: np.array([[0, 1, 1]]), {}),
         "predict_proba row as a list": (lambda: [[0.2, 0.8]], {}),
         "list of two floats": (lambda: [0.1, 0.9], {}),
         "tuple of a label and a score": (lambda: ("fraud", 0.9), labels),

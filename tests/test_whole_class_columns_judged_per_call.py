@@ -32,12 +32,12 @@ class _Model:
         return self.outputs[index]
 
 
-def _figures(outputs, order, classes, request_ids: bool, task: str) -> dict:
+def _figures(outputs, order, classes, request_ids: bool, task: str, **options) -> dict:
     """What one drain of these calls records, plain or each under a request id."""
     registry = Registry(drain_interval=3600)
     try:
         model = inferwatch.instrument(_Model(outputs, classes), name="m", version="1",
-                                      registry=registry,
+                                      registry=registry, **options,
                                       **({} if task == "auto" else {"task": task}))
         for call, index in enumerate(order):
             kwargs = {"request_id": f"r{call}"} if request_ids else {}

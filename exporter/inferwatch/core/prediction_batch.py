@@ -37,7 +37,12 @@ from inferwatch.core.prediction_classes import (
     whole_number_classes,
 )
 from inferwatch.core.prediction_state import add_invalid, count_classes, finite_values, write_batch
-from inferwatch.core.predictions import Prediction, normalize, scalar_output_row
+from inferwatch.core.predictions import (
+    MAX_LABEL_COLUMNS,
+    Prediction,
+    normalize,
+    scalar_output_row,
+)
 from inferwatch.core.result_arrays import (
     SparseResultTooLarge,
 )
@@ -353,7 +358,10 @@ class PredictionBatch(StackedResults):
             return False
         task, kind = self.settings.task, dtype.kind
         if len(shape) == 2:
-            return kind == "f"
+            # Label matrices too (a multi-output or multi-label classifier's predict): each
+            # value is judged a class on its own, so the stack reads as its calls do.
+            return kind == "f" or (kind in "iubUS" and not probabilities and
+                                   task != "regression")
         # Text labels too: counted per distinct label over all calls (count_text_classes),
         # not normalised call by call.
         return not probabilities and ((kind == "f" and task != "classification") or
@@ -367,8 +375,8 @@ class PredictionBatch(StackedResults):
         if not self._stackable(shape, stacked.dtype, probabilities):
             self.add_results(list(stacked.reshape((calls, *shape))), probabilities)
             return
-        if len(shape) == 2 and shape[1] == 1 and not probabilities and \
-                self._whole_number_classes() is not None:
+        if len(shape) == 2 and shape[1] == 1 and stacked.dtype.kind == "f" and \
+                not probabilities and self._whole_number_classes() is not None:
             # A column of floats, of a model whose classes are whole numbers: each call's
             # its classes or its values, judged alone, as a 1-D array's are.
             self._add_floats(stacked.reshape(-1).astype(np.float64, copy=False), shape[0],
@@ -388,12 +396,35 @@ class PredictionBatch(StackedResults):
                 self._add_floats(stacked.astype(np.float64, copy=False), shape[0], calls)
             else:
                 self._add_classes(stacked)
+        elif stacked.dtype.kind != "f":
+            self._add_label_matrices(stacked, [shape[0]] * calls)
+            return
         else:
             prediction = self._normalized(stacked, probabilities)
             if prediction is None:
                 return  # as the general path: each call would have failed the same way
             self._add(prediction, ())
         self.repeat_size(shape[0], calls)
+
+    def _add_label_matrices(self, stacked: np.ndarray, sizes: list[int]) -> None:
+        """Calls that each returned a matrix of labels (`sizes` rows each, one after another
+        in `stacked`), read as one: each value is a class or not on its own. A stack is read
+        column by column, a call's matrix too; the classes are put back in the order the
+        calls give them (call after call, each column by column), since the class cap
+        admits labels as they first come. Where the read dropped a value (a label no class
+        may be), which call it came from is lost: each call is then read alone."""
+        prediction = self._normalized(stacked, False)
+        if prediction is None:
+            return  # as one call at a time: each would have failed the same way
+        classes, width = prediction.classes, stacked.shape[1]
+        if classes is not None and width > 1 and len(sizes) > 1:
+            if classes.size != stacked.shape[0] * width:
+                for start, end in zip(np.cumsum([0, *sizes[:-1]]).tolist(),
+                                      np.cumsum(sizes).tolist()):
+                    self.add_one(stacked[start:end], False)
+                return
+            prediction.classes = classes[_call_order(sizes, width)]
+        self._add(prediction, sizes)
 
     def add_stacked_outputs(self, outputs: StackedOutputs, probabilities: bool) -> None:
         """Record many calls that each returned a list or tuple of small arrays of one
@@ -432,6 +463,12 @@ class PredictionBatch(StackedResults):
                 self.batch_sizes.extend(r.shape[0] for r in results)
                 self._add_classes(np.concatenate(results))
                 return
+        if len(dtypes) == 1 and dtypes <= {"i", "u", "b", "U", "S"} and task != "regression" \
+                and all(r.ndim == 2 for r in results) and len({r.shape[1] for r in results}) == 1:
+            # Label matrices of one width (a multi-output or multi-label classifier's predict
+            # on batches of several sizes): each value a class on its own, read as one stack.
+            self._add_label_matrices(np.concatenate(results), [r.shape[0] for r in results])
+            return
         # Many 2-D float results of one width (a function returning a probability or output
         # matrix per call): normalised as one stacked matrix, not one call at a time.
         self.add_records(results, False, split=False)
@@ -452,6 +489,10 @@ class PredictionBatch(StackedResults):
             if found is not None and self._add_categorical_rows(found):
                 return found.call_rows() if split else []
             rows = self._joined_records(results)
+            if rows is not None:
+                return rows if split else []
+        if len(results) > 1 and not probabilities and self.settings.task != "regression":
+            rows = self._label_matrix_records(results)
             if rows is not None:
                 return rows if split else []
         if len(results) > 1 and set(map(type, results)) == _NONE_ONLY and \
@@ -487,6 +528,23 @@ class PredictionBatch(StackedResults):
                 rows = [self.joinable_rows(result, probabilities) for result in results]
             return rows
         return [self._add_call(result, probabilities) for result in results]
+
+    def _label_matrix_records(self, results: Sequence[object]) -> list[None] | None:
+        """Many calls' label matrices of one width and kind (a multi-output classifier's
+        ``predict`` under ``request_id=``) recorded as one stack
+        (:meth:`_add_label_matrices`). Each call's labels lie in several outputs, so no call
+        has rows an outcome joins by (each is joined by its own result, as when read
+        alone): None for each. None, recording nothing, for any other results."""
+        first = results[0]
+        if first.__class__ is not np.ndarray or first.ndim != 2 or \
+                not 2 <= first.shape[1] <= MAX_LABEL_COLUMNS or first.dtype.kind not in "iubUS":
+            return None
+        width, kind = first.shape[1], first.dtype.kind
+        if not all(r.__class__ is np.ndarray and r.ndim == 2 and r.shape[1] == width and
+                   r.dtype.kind == kind for r in results):
+            return None
+        self._add_label_matrices(np.concatenate(results), [r.shape[0] for r in results])
+        return [None] * len(results)
 
     def _joined_records(self, results: Sequence[object]
                         ) -> list[tuple[tuple | None, tuple | None] | None] | None:
@@ -845,6 +903,22 @@ class PredictionBatch(StackedResults):
         """Write what this drain gathered into `state`
         (:func:`~inferwatch.core.prediction_state.write_batch`)."""
         write_batch(self, state, now)
+
+
+def _call_order(sizes: Sequence[int], width: int) -> np.ndarray:
+    """Where each cell of a stack of calls' matrices (`sizes` rows each, `width` columns),
+    read column by column, lies in the read of each call's matrix after the other.
+
+    >>> _call_order([1, 2], 2).tolist()  # the 1-row call's two cells, then the other's
+    [0, 3, 1, 2, 4, 5]
+    """
+    rows = np.asarray(sizes, dtype=np.int64)
+    total = int(rows.sum())
+    cells = rows * width
+    call = np.repeat(np.arange(rows.size), cells)
+    within = np.arange(total * width) - np.repeat(np.cumsum(cells) - cells, cells)
+    column, row = np.divmod(within, rows[call])
+    return column * total + (np.cumsum(rows) - rows)[call] + row
 
 
 def _scalar_row_columns(results: Sequence[tuple]) -> dict[str, np.ndarray] | None:
