@@ -24,6 +24,8 @@ _LABELS = {
     "uint8": st.integers(0, 3),
     "bool": st.booleans(),
     "<U6": st.sampled_from(["cat", "dog", "x@y.z", "", "chat"]),
+    # Text as Python objects, now and then a number or None among it (call by call then).
+    "object": st.sampled_from(["cat", "dog", "chat", "x@y.z", "cat", 1, 0.5, 2.0, None, True]),
 }
 
 
@@ -64,6 +66,8 @@ def _drains(draw) -> tuple[list[np.ndarray], object]:
 @example(([np.array([["cat", "x@y.z"]]), np.array([["dog", "dog"], ["cat", "chat"]])],
           ["cat", "dog", "chat"]), [0, 1], "auto", False, None)
 @example(([np.array([[0, 1]]), np.array([[2, 2]])], None), [0, 1], "auto", False, 2)
+@example(([np.array([[2.0], [0.5]], dtype=object), np.array([[None], [1]], dtype=object)],
+          None), [0, 1], "auto", False, None)
 def test_label_matrices_record_what_each_call_read_alone_records(drain, order, task,
                                                                   request_ids, max_classes):
     """With a class cap of a few classes too: which classes keep series of their own is
@@ -83,7 +87,8 @@ def test_label_matrices_record_what_each_call_read_alone_records(drain, order, t
 @pytest.mark.parametrize("rows", [[1, 1, 1], [1, 2, 3]])
 def test_label_matrices_are_read_as_one_stack(monkeypatch, rows):
     """The stacked read is the one such a drain takes (a test of a path never taken would
-    prove nothing): one normalisation for the drain, not one a call."""
+    prove nothing): one normalisation for the drain, not one a call, for integers and
+    for text as Python objects."""
     normalized = watched(monkeypatch, PredictionBatch, "_normalized")
     outputs = [np.array([[0, 1, 1]] * count) for count in rows]
     figures = _figures(outputs, [0, 1, 2], None, False, "auto")
@@ -91,6 +96,11 @@ def test_label_matrices_are_read_as_one_stack(monkeypatch, rows):
     assert dict(figures["classes"]) == {("0:0",): sum(rows), ("1:1",): sum(rows),
                                         ("2:1",): sum(rows)}
     assert figures["sizes"][:2] == (3, sum(rows))
+    normalized.clear()
+    outputs = [np.array([["cat", "red"]] * count, dtype=object) for count in rows]
+    figures = _figures(outputs, [0, 1, 2], ["cat", "red"], False, "auto")
+    assert len(normalized) == 1
+    assert dict(figures["classes"]) == {("0:cat",): sum(rows), ("1:red",): sum(rows)}
 
 
 @settings(max_examples=80, deadline=None,
@@ -120,7 +130,8 @@ class _Classifier:
 
 
 def _first_label(result) -> object:
-    return result.reshape(-1)[0].item() if result.size else "cat"
+    first = result.reshape(-1)[0] if result.size else "cat"
+    return first.item() if isinstance(first, np.generic) else first
 
 
 def test_label_matrices_under_request_ids_take_the_stack(monkeypatch):

@@ -347,6 +347,15 @@ class PredictionBatch(StackedResults):
                 return False
             self.repeat_size(shape[0], len(results))
             return True
+        if dtype.kind == "O" and len(shape) == 2 and not probabilities and \
+                self.settings.task != "regression":
+            # Label matrices of text as Python objects (a multi-output classifier fit on
+            # text labels): stacked when every cell is text, each call's own rule then.
+            stacked = np.concatenate(results)
+            if not _text_cells(stacked):
+                return False
+            self._add_label_matrices(stacked, [shape[0]] * len(results))
+            return True
         if not self._stackable(shape, dtype, probabilities):
             return False
         self.add_stacked(np.concatenate(results), shape, len(results), probabilities)
@@ -463,12 +472,15 @@ class PredictionBatch(StackedResults):
                 self.batch_sizes.extend(r.shape[0] for r in results)
                 self._add_classes(np.concatenate(results))
                 return
-        if len(dtypes) == 1 and dtypes <= {"i", "u", "b", "U", "S"} and task != "regression" \
-                and all(r.ndim == 2 for r in results) and len({r.shape[1] for r in results}) == 1:
+        if len(dtypes) == 1 and dtypes <= {"i", "u", "b", "U", "S", "O"} and \
+                task != "regression" and all(r.ndim == 2 for r in results) and \
+                len({r.shape[1] for r in results}) == 1:
             # Label matrices of one width (a multi-output or multi-label classifier's predict
             # on batches of several sizes): each value a class on its own, read as one stack.
-            self._add_label_matrices(np.concatenate(results), [r.shape[0] for r in results])
-            return
+            stacked = np.concatenate(results)
+            if _text_cells(stacked):
+                self._add_label_matrices(stacked, [r.shape[0] for r in results])
+                return
         # Many 2-D float results of one width (a function returning a probability or output
         # matrix per call): normalised as one stacked matrix, not one call at a time.
         self.add_records(results, False, split=False)
@@ -537,13 +549,16 @@ class PredictionBatch(StackedResults):
         alone): None for each. None, recording nothing, for any other results."""
         first = results[0]
         if first.__class__ is not np.ndarray or first.ndim != 2 or \
-                not 2 <= first.shape[1] <= MAX_LABEL_COLUMNS or first.dtype.kind not in "iubUS":
+                not 2 <= first.shape[1] <= MAX_LABEL_COLUMNS or first.dtype.kind not in "iubUSO":
             return None
         width, kind = first.shape[1], first.dtype.kind
         if not all(r.__class__ is np.ndarray and r.ndim == 2 and r.shape[1] == width and
                    r.dtype.kind == kind for r in results):
             return None
-        self._add_label_matrices(np.concatenate(results), [r.shape[0] for r in results])
+        stacked = np.concatenate(results)
+        if not _text_cells(stacked):
+            return None
+        self._add_label_matrices(stacked, [r.shape[0] for r in results])
         return [None] * len(results)
 
     def _joined_records(self, results: Sequence[object]
@@ -903,6 +918,20 @@ class PredictionBatch(StackedResults):
         """Write what this drain gathered into `state`
         (:func:`~inferwatch.core.prediction_state.write_batch`)."""
         write_batch(self, state, now)
+
+
+def _text_cells(stacked: np.ndarray) -> bool:
+    """Whether a label matrix of Python objects holds text in every cell (a column of
+    numbers among objects is read as values, call by call); True for numpy's own dtypes.
+
+    >>> text, mixed = np.array([["a", "b"]], dtype=object), np.array([["a", 1]], dtype=object)
+    >>> _text_cells(text), _text_cells(mixed)
+    (True, False)
+    """
+    return stacked.dtype.kind != "O" or set(map(type, stacked.ravel().tolist())) <= _STR_ONLY
+
+
+_STR_ONLY = {str}
 
 
 def _call_order(sizes: Sequence[int], width: int) -> np.ndarray:
