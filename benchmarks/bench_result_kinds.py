@@ -41,6 +41,10 @@ def _kinds() -> dict[str, tuple[Callable[[], object], dict]]:
         "numpy object array of text": (lambda: np.array(["fraud"], dtype=object), labels),
         "numpy masked array": (lambda: np.ma.masked_array([0.5], mask=[False]), {}),
         "numpy label matrix (multi-output classifier)": (lambda: np.array([[0, 1, 1]]), {}),
+        "ONNX classifier [labels, probabilities]": (
+            lambda: [np.array([1]), np.array([[0.3, 0.7]], dtype=np.float32)], {}),
+        "ONNX classifier [labels, ZipMap]": (
+            lambda: [np.array([1]), [{0: 0.3, 1: 0.7}]], {}),
         "predict_proba row as a list": (lambda: [[0.2, 0.8]], {}),
         "list of two floats": (lambda: [0.1, 0.9], {}),
         "tuple of a label and a score": (lambda: ("fraud", 0.9), labels),

@@ -24,6 +24,7 @@ from inferwatch.core.class_probabilities import (
     probability_rows,
     recording_distributions,
 )
+from inferwatch.core.classifier_outputs import joined_classifier_outputs
 from inferwatch.core.column_arrays import is_text_column
 from inferwatch.core.object_labels import arrow_text_counts
 from inferwatch.core.options import VALUE_BUCKETS
@@ -154,6 +155,9 @@ class PredictionBatch(StackedResults):
         if kinds == {dict} and len(results) > 1 and (
                 self._add_scalar_dicts(results) or self._add_array_dicts(results)):
             return
+        if kinds in _LIST_OR_TUPLE and len(results) > 1 and not probabilities and \
+                self._add_classifier_outputs(results) is not None:
+            return  # an ONNX classifier's [labels, probabilities] per call
         if kinds in SEQUENCES and len(results) > 1 and (
                 self._add_flat_lists(results, probabilities) or (
                     kinds == _LIST_ONLY and not probabilities
@@ -505,6 +509,8 @@ class PredictionBatch(StackedResults):
                 return rows if split else []
         if len(results) > 1 and not probabilities and self.settings.task != "regression":
             rows = self._label_matrix_records(results)
+            if rows is None and set(map(type, results)) in _LIST_OR_TUPLE:
+                rows = self._add_classifier_outputs(results, split=True)
             if rows is not None:
                 return rows if split else []
         if len(results) > 1 and set(map(type, results)) == _NONE_ONLY and \
@@ -540,6 +546,27 @@ class PredictionBatch(StackedResults):
                 rows = [self.joinable_rows(result, probabilities) for result in results]
             return rows
         return [self._add_call(result, probabilities) for result in results]
+
+    def _add_classifier_outputs(self, results: Sequence[object], split: bool = False
+                                ) -> list[tuple[tuple | None, tuple | None] | None] | None:
+        """Many calls' ``[labels, probabilities]`` (an ONNX classifier's answers) recorded as
+        one joined answer (:func:`~inferwatch.core.classifier_outputs.
+        joined_classifier_outputs`), and with `split` each call's rows for its outcome
+        split from it; None, recording nothing, when they cannot be joined, or (`split`)
+        when the read dropped a label no class may be, whose call is then lost."""
+        found = joined_classifier_outputs(results, self.settings.task,
+                                          self._class_names_once())
+        if found is None:
+            return None
+        joined, sizes = found
+        prediction = self._normalized(joined, False)
+        if prediction is None:
+            return [None] * len(results)  # as one call at a time: each fails alike
+        rows = split_rows(prediction, sizes) if split else []
+        if any(row is None for row in rows):
+            return None
+        self._add(prediction, sizes)
+        return rows
 
     def _label_matrix_records(self, results: Sequence[object]) -> list[None] | None:
         """Many calls' label matrices of one width and kind (a multi-output classifier's
