@@ -35,7 +35,8 @@ def _alone(self, results, *args, **kwargs):
 
 
 def _stack_alone(self, stacked, shape, calls, probabilities):
-    _alone(self, stacked.reshape((calls, *shape)))
+    rows = stacked.reshape((calls, *shape))
+    _alone(self, [rows[i, ...] for i in range(calls)])  # arrays, 0-d ones too
 
 
 @st.composite
@@ -140,3 +141,50 @@ def test_label_matrices_under_request_ids_take_the_stack(monkeypatch):
     calls = [(np.array([[0, 1, 1]] * (n % 3 + 1)), f"r-{n}") for n in range(6)]
     _, entries = judged_after_drain(calls, _Classifier(None), "auto", 2**20, _first_label)
     assert taken == [True] and sorted(entries) == [f"r-{n}" for n in range(6)]
+
+
+_SCALARS = {
+    "float64": st.sampled_from([0.5, 1.0, 0.0, 2.0, float("nan"), float("inf"), -3.25]),
+    "float32": st.sampled_from([0.5, 1.0, float("nan")]),
+    "int64": st.sampled_from([0, 1, 2, -1, SMALL_INTEGER_LIMIT + 7, 75001]),
+    "bool": st.booleans(),
+    "<U3": st.sampled_from(["cat", "dog", "owl"]),
+}
+
+
+@st.composite
+def _zero_dim_calls(draw) -> tuple[list[np.ndarray], object]:
+    """0-d arrays of one dtype (now and then one of another); and the model's classes."""
+    dtype = draw(st.sampled_from(sorted(_SCALARS)))
+    outputs = []
+    for _ in range(draw(st.integers(1, 5))):
+        own = dtype if draw(st.integers(0, 6)) else draw(st.sampled_from(sorted(_SCALARS)))
+        outputs.append(np.array(draw(_SCALARS[own]), dtype=own))
+    classes = draw(st.sampled_from([None, [0, 1, 2, 75001], [0.0, 1.0], ["cat", "dog"]]))
+    return outputs, classes
+
+
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(_zero_dim_calls(), st.lists(st.integers(0, 4), min_size=2, max_size=12),
+       st.sampled_from(["auto", "classification", "regression"]))
+@example(([np.array(1.0), np.array(0.5)], [0.0, 1.0]), [0, 1, 0], "auto")
+def test_zero_dim_arrays_record_what_each_call_read_alone_records(drain, order, task):
+    """A 0-d array (``x.squeeze()`` of one row) is one row: a drain of them reads as one
+    1-D array of their values, each call its row; what is recorded is what each read alone
+    records (a model of whole-number classes still judges each call's value alone)."""
+    outputs, classes = drain
+    order = [i % len(outputs) for i in order]
+    together = _figures(outputs, order, classes, False, task)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PredictionBatch, "_add_uniform_arrays", lambda self, r, p: False)
+        patch.setattr(PredictionBatch, "_add_arrays", _alone)
+        patch.setattr(PredictionBatch, "add_stacked", _stack_alone)
+        alone = _figures(outputs, order, classes, False, task)
+    _assert_same_figures(together, alone)
+
+
+def test_zero_dim_arrays_are_read_as_one_array(monkeypatch):
+    normalized = watched(monkeypatch, PredictionBatch, "_normalized")
+    figures = _figures([np.array(0.5), np.array(1.5)], [0, 1, 1], None, False, "auto")
+    assert normalized == [] and figures["values"][("value",)][:2] == (3, 3.5)

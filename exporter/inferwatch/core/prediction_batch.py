@@ -360,9 +360,16 @@ class PredictionBatch(StackedResults):
                 return False
             self._add_label_matrices(stacked, [shape[0]] * len(results))
             return True
+        if not shape and dtype.kind in "fiubUS":
+            # 0-d arrays (``x.squeeze()`` of one row, a scalar tensor's numpy): each read
+            # as the one row it holds, as a 1-D array of it is.
+            stacked, shape = np.array(results), (1,)
+        else:
+            stacked = None
         if not self._stackable(shape, dtype, probabilities):
             return False
-        self.add_stacked(np.concatenate(results), shape, len(results), probabilities)
+        self.add_stacked(np.concatenate(results) if stacked is None else stacked, shape,
+                         len(results), probabilities)
         return True
 
     def _stackable(self, shape: tuple, dtype: np.dtype, probabilities: bool) -> bool:
