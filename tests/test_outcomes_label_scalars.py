@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from fold_checks import as_the_general_path, watched
 from inferwatch.core import drain_folds, record_arrays
+from inferwatch.core.stacked_results import StackedResults
 from test_outcomes_array_rows import judged_after_drain
 
 
@@ -83,3 +84,69 @@ def test_label_scalars_take_the_one_array_fold(monkeypatch):
     assert taken == [True, True, False, False]
     assert sum(value for key, value in series.items()
                if key[0] == "inferwatch_outcomes_total" and ("result", "correct") in key[1]) == 2
+
+
+@st.composite
+def _list_calls(draw) -> list[tuple[object, str | None]]:
+    """Calls returning ``[label]`` (lists, or tuples, of one to three Python ints, or of
+    bools); in some drains an odd one: a bool among ints, an int past int64 (uint64 or
+    objects alone), a float, an empty list."""
+    container = draw(st.sampled_from([list, tuple]))
+    bools = draw(st.booleans())
+    values = [container(draw(st.lists(st.booleans() if bools else st.integers(-1, 3),
+                                      min_size=1, max_size=3)))
+              for _ in range(draw(st.integers(1, 12)))]
+    odd = draw(st.sampled_from(["none", "none", "bool", "huge", "uint64", "float", "empty"]))
+    position = draw(st.integers(0, len(values) - 1))
+    values[position] = {"none": values[position], "bool": container([True]),
+                        "huge": container([2**64 + 5]), "uint64": container([2**63]),
+                        "float": container([1.5]), "empty": container()}[odd]
+    return [(value, f"r-{number}" if draw(st.integers(0, 4)) else None)
+            for number, value in enumerate(values)]
+
+
+def _first(value) -> str:
+    return str(value[0]) if len(value) else "0"
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(calls=_list_calls(), task=st.sampled_from(["auto", "classification", "regression"]),
+       classifier=st.booleans(), cache_bytes=st.sampled_from([2048, 2**20]))
+def test_label_lists_join_as_each_list_read_alone(monkeypatch, calls, task, classifier,
+                                                  cache_bytes):
+    """``[label]`` under ``request_id=``: read as the int64 (or bool) arrays each list
+    alone is (``record_arrays._label_lists_as_rows``)."""
+    as_the_general_path(
+        monkeypatch, record_arrays, "_label_lists_as_rows",
+        lambda: judged_after_drain(calls, _IntClassifier() if classifier else None, task,
+                                   cache_bytes, _first))
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(calls=_list_calls(), task=st.sampled_from(["auto", "classification", "regression"]),
+       classifier=st.booleans())
+def test_label_lists_record_what_each_list_read_alone_records(monkeypatch, calls, task,
+                                                              classifier):
+    """``[label]`` on the plain path: one array for the drain (``_add_flat_lists``)."""
+    plain = [(value, None) for value, _ in calls]
+    as_the_general_path(
+        monkeypatch, StackedResults, "_add_flat_lists",
+        lambda: judged_after_drain(plain, _IntClassifier() if classifier else None, task,
+                                   2**20, _first),
+        lambda self, results, probabilities: False)
+
+
+def test_label_lists_take_the_batched_readers(monkeypatch):
+    read = watched(monkeypatch, record_arrays, "_label_lists_as_rows",
+                   lambda found: bool(found) and isinstance(found[0], np.ndarray))
+    flat = watched(monkeypatch, StackedResults, "_add_flat_lists")
+    for calls in ([([1], "r-0"), ([0, 2], "r-1")], [([True], "r-0"), ([False], "r-1")],
+                  [([1], "r-0"), ([2**64], "r-1")]):
+        _, entries = judged_after_drain(calls, _IntClassifier(), "auto", 2**20, _first)
+        assert sorted(entries) == ["r-0", "r-1"]
+    assert read == [True, True, False]
+    judged_after_drain([([1], None), ([0], None), ([2], None)], _IntClassifier(), "auto",
+                       2**20, _first)
+    assert flat[-1] is True

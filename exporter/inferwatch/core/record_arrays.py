@@ -105,6 +105,8 @@ def _scalar_labels_as_rows(results: list) -> list:
         expected = "iu"
     elif kinds <= _BOOL_SCALARS:
         expected = "b"
+    elif kinds in (_LIST_ONLY, _TUPLE_ONLY):
+        return _label_lists_as_rows(results)
     else:
         return results
     try:
@@ -112,6 +114,38 @@ def _scalar_labels_as_rows(results: list) -> list:
     except (OverflowError, ValueError):
         return results
     return list(column) if column.dtype.kind in expected else results
+
+
+def _label_lists_as_rows(results: list) -> list:
+    """`results` that are all lists (or all tuples) of Python ints, or of bools, with at
+    least one each (``[label]``), as the arrays the general path reads them as: int64, or
+    bool; any other `results` as they are (an int past int64 alone reads as uint64 or
+    objects).
+
+    >>> [row.tolist() for row in _label_lists_as_rows([[1], [0, 2]])]
+    [[1], [0, 2]]
+    >>> _label_lists_as_rows([[1], [True]])
+    [[1], [True]]
+    """
+    if not all(results):
+        return results
+    kinds = set(map(type, itertools.chain.from_iterable(results)))
+    if kinds not in (_INT_ONLY, _BOOL_ONLY):
+        return results
+    lengths = list(map(len, results))
+    dtype = np.int64 if kinds == _INT_ONLY else bool
+    try:
+        block = np.fromiter(itertools.chain.from_iterable(results), dtype=dtype,
+                            count=sum(lengths))
+    except OverflowError:
+        return results
+    if len(set(lengths)) == 1:
+        return list(block.reshape(len(results), lengths[0]))
+    return np.split(block, np.cumsum(lengths[:-1]))
+
+
+_INT_ONLY = {int}
+_BOOL_ONLY = {bool}
 
 
 def _text_labels_as_rows(results: list) -> list:

@@ -38,7 +38,10 @@ _WHOLE_KINDS = ({int}, {np.int64})
 _LIST_ONLY = {list}
 SEQUENCES = ({list}, {tuple})  # a result's kinds read as flat lists: lists, or tuples
 SEQUENCE_CLASSES = (list, tuple)
-_FLAT_KINDS = (_FLOAT_ONLY, _TEXT_ONLY, *SEQUENCES)  # a flat list's first call's kinds
+_INT_ONLY = {int}
+_BOOL_ONLY = {bool}
+# A flat list's first call's kinds.
+_FLAT_KINDS = (_FLOAT_ONLY, _TEXT_ONLY, _INT_ONLY, _BOOL_ONLY, *SEQUENCES)
 # An array's shape and dtype, read in C over many arrays (``set(map(SHAPE_OF, arrays))``).
 SHAPE_OF = operator.attrgetter("shape")
 DTYPE_OF = operator.attrgetter("dtype")
@@ -542,6 +545,15 @@ class StackedResults:
         if kinds == _FLOAT_ONLY and not probabilities:
             stacked = np.array(results, dtype=np.float64).reshape(-1)
             self.add_stacked(stacked, (width,), len(results), False)
+            return True
+        if kinds in (_INT_ONLY, _BOOL_ONLY) and not probabilities:
+            # ``[label]``: integers as the int64 array each list alone is (one past it is
+            # uint64 or objects alone, so those are read call by call), or bools.
+            try:
+                stacked = np.array(results, dtype=np.int64 if kinds == _INT_ONLY else bool)
+            except OverflowError:
+                return False
+            self.add_stacked(stacked.reshape(-1), (width,), len(results), False)
             return True
         if kinds in SEQUENCES:
             arrays = self.float_row_arrays(results, probabilities)
