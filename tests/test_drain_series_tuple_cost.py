@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -67,8 +68,14 @@ _ARRAY_MAKERS = {
     "0-D": lambda v: np.array(v[0] if v else 0.5),
     "masked": lambda v: np.ma.masked_array(np.array(v, dtype=np.float64)),
     "subclass": lambda v: _tagged(np.array(v, dtype=np.float64)),
+    # Labels: numpy text, and text as Python objects (a number among them at times, which
+    # a call of numbers only reads as values).
+    "text": lambda v: np.array(["cat" if x > 0 else "owl" for x in v]),
+    "objects": lambda v: np.array(["cat" if x > 0 else 2.5 if x < -1 else "dog" for x in v],
+                                  dtype=object),
 }
 _STACKED = ["float64", "float64", "float64", "float32"]
+_LABEL_KINDS = ["int64", "text", "objects"]
 
 
 @st.composite
@@ -111,7 +118,8 @@ def test_series_read_together_give_the_figures_of_each_series_read_alone(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(1, 3), st.lists(st.sampled_from(_STACKED), min_size=1, max_size=3),
+@given(st.integers(1, 3), st.lists(st.sampled_from(_STACKED + _LABEL_KINDS), min_size=1,
+                                   max_size=3),
        st.data(), st.sampled_from(["auto", "classification", "regression"]), st.booleans())
 def test_array_tuples_read_together_give_the_figures_of_each_tuple_read_alone(
         width, dtypes, data, task, classes):
@@ -120,7 +128,8 @@ def test_array_tuples_read_together_give_the_figures_of_each_tuple_read_alone(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(1, 3), st.lists(st.sampled_from(_STACKED), min_size=1, max_size=3),
+@given(st.integers(1, 3), st.lists(st.sampled_from(_STACKED + _LABEL_KINDS), min_size=1,
+                                   max_size=3),
        st.data(), st.sampled_from(["auto", "classification", "regression"]), st.booleans())
 def test_array_lists_read_together_give_the_figures_of_each_list_read_alone(
         width, dtypes, data, task, classes):
@@ -174,7 +183,8 @@ class _Posing:
 
 def _rows_one_by_one(results: list[dict]) -> list[int] | None:
     """Each call's rows when every call's dict holds exactly numpy arrays, 1-D, of one float
-    dtype per output and one length within the call, under the first call's names in its
+    dtype per output, or of labels of one kind (text as Python objects only when every
+    one is text), and one length within the call, under the first call's names in its
     order; None otherwise. The rule, written call by call."""
     names = tuple(results[0])
     if not names:
@@ -182,7 +192,8 @@ def _rows_one_by_one(results: list[dict]) -> list[int] | None:
     dtypes = {}
     for name in names:
         first = results[0][name]
-        if first.__class__ is not np.ndarray or first.ndim != 1 or first.dtype.kind != "f":
+        if first.__class__ is not np.ndarray or first.ndim != 1 or \
+                first.dtype.kind not in "fiubUSO":
             return None
         dtypes[name] = first.dtype
     rows = []
@@ -192,7 +203,11 @@ def _rows_one_by_one(results: list[dict]) -> list[int] | None:
         lengths = set()
         for name, dtype in dtypes.items():
             value = result[name]
-            if value.__class__ is not np.ndarray or value.ndim != 1 or value.dtype != dtype:
+            if value.__class__ is not np.ndarray or value.ndim != 1 or (
+                    value.dtype != dtype if dtype.kind == "f" else
+                    value.dtype.kind != dtype.kind):
+                return None
+            if dtype.kind == "O" and not all(type(cell) is str for cell in value.tolist()):
                 return None
             lengths.add(len(value))
         if len(lengths) != 1:
@@ -234,8 +249,8 @@ def _decision_call(width: int, dtypes: list[str]) -> st.SearchStrategy[list]:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(1, 3), st.lists(st.sampled_from([*_STACKED, "posing"]), min_size=1,
-                                   max_size=3),
+@given(st.integers(1, 3), st.lists(st.sampled_from([*_STACKED, "posing", "int64", "text",
+                                                    "objects"]), min_size=1, max_size=3),
        st.data(), st.sampled_from(["auto", "regression"]))
 def test_tuples_and_dicts_of_arrays_are_taken_as_the_rule_call_by_call_takes_them(
         width, dtypes, data, task):
@@ -308,3 +323,15 @@ def test_a_drain_only_reads_the_memory_of_the_users_series():
             errors = faults.internal_error_counts()
             assert _drained_figures(locked, task) == _drained_figures(writable, task)
             assert faults.internal_error_counts() == errors
+
+
+@pytest.mark.parametrize("task", ["auto", "classification", "regression"])
+@pytest.mark.parametrize("container", ["tuple", "dict"])
+def test_a_call_of_numbers_held_as_objects_reads_as_it_does_alone(task, container):
+    """Labels held as Python objects are read together only when all are text: a call
+    whose objects are all numbers reads them as values, which among text they are not."""
+    calls = [(np.array(["cat"], dtype=object), np.array([1.0])),
+             (np.array([2.5], dtype=object), np.array([0.5]))]
+    outputs = calls if container == "tuple" else \
+        [{"label": label, "score": score} for label, score in calls]
+    same_figures(outputs, [0, 1, 1], task, True)

@@ -72,6 +72,18 @@ def _outputs(kind: str, rows: list) -> object:
         "str polars": lambda r: pl.Series([str(v) for v in r]),
         "nullable polars": lambda r: pl.Series([int(v) if i % 2 else None
                                                 for i, v in enumerate(r)], dtype=pl.Int64),
+        "label array dict": lambda r: {"label": np.array([str(v) for v in r]),
+                                       "score": np.array([len(str(v)) / 4 for v in r])},
+        "object label tuple": lambda r: (np.array([str(v) for v in r], dtype=object),
+                                         np.array([len(str(v)) / 4 for v in r])),
+        "int matrix": lambda r: np.array([[int(v), int(v) + 1] for v in r]),
+        "object matrix": lambda r: np.array([[str(v), "x"] for v in r], dtype=object),
+        "0-d float": lambda r: np.array(float(r[0])),
+        "int list": lambda r: [int(v) for v in r],
+        "onnx matrix": lambda r: [np.array([int(v) for v in r]),
+                                  np.array([[0.25, 0.75]] * len(r), dtype=np.float32)],
+        "onnx zipmap": lambda r: [np.array([str(v) for v in r]),
+                                  [{"a": 0.5, "b": 0.5}] * len(r)],
     }
     return makers[kind](rows)
 
@@ -114,7 +126,9 @@ _KINDS = ["float array", "int array", "bool array", "str array", "object text", 
           "text frame", "float dict", "float polars", "int polars", "str polars",
           "nullable polars",
           "float tuple", "str tuple", "array tuple", "mixed array tuple", "scalar dict",
-          "label dict", "int dict", "array list", "label score tuple"]
+          "label dict", "int dict", "array list", "label score tuple", "label array dict",
+          "object label tuple", "int matrix", "object matrix", "0-d float", "int list",
+          "onnx matrix", "onnx zipmap"]
 
 
 def same_figures(outputs: list, order: list[int], task: str, classes: bool) -> None:
@@ -139,7 +153,8 @@ def test_many_calls_read_together_give_the_figures_of_each_call_read_alone(
     for kind in kinds:
         for _ in range(data.draw(st.integers(1, 3))):
             integers = ("int array", "int Series", "Int64 Series", "int frame", "mixed frame",
-                        "int polars", "nullable polars")
+                        "int polars", "nullable polars", "int matrix", "int list",
+                        "onnx matrix")
             values = _FLOATS if kind.startswith("float") or kind in (
                 "array tuple", "array list", "scalar dict") else (
                 _NUMBERS if kind in (*integers, "bool array", "object Series",

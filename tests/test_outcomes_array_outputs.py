@@ -17,6 +17,8 @@ from inferwatch.core.prediction_batch import PredictionBatch
 from test_outcomes_dict_records import _judged
 
 _VALUE = st.one_of(st.floats(-1e6, 1e6), st.sampled_from([0.0, 1.0, 0.5]))
+_LABELS = {"int64": st.integers(0, 2), "<U3": st.sampled_from(["cat", "dog"]),
+           "object": st.sampled_from(["cat", "dog", 1, 2.5])}
 
 
 @st.composite
@@ -27,16 +29,22 @@ def _drain(draw: st.DrawFn) -> list[tuple[object, str | None]]:
     container = draw(st.sampled_from(["tuple", "list", "dict"]))
     width = draw(st.integers(1, 3))
     dtype = draw(st.sampled_from([np.float64, np.float64, np.float32]))
+    # An output of labels among them at times: integers, numpy text, or text as Python
+    # objects (a number among those, read as values when a call's are all numbers).
+    kinds = [draw(st.sampled_from(["float"] * 4 + sorted(_LABELS))) for _ in range(width)]
     fixed = draw(st.sampled_from([1, 1, None]))
     results = []
     for _ in range(draw(st.integers(2, 20))):
         rows = fixed if fixed is not None else draw(st.integers(0, 3))
         arrays = [np.array(draw(st.lists(_VALUE, min_size=rows, max_size=rows)), dtype=dtype)
-                  for _ in range(width)]
+                  if kind == "float" else
+                  np.array(draw(st.lists(_LABELS[kind], min_size=rows, max_size=rows)),
+                           dtype=kind)
+                  for kind in kinds]
         results.append(arrays)
     odd = draw(st.sampled_from(["none", "none", "none", "nan", "2-D", "rows"]))
     at = draw(st.integers(0, len(results) - 1))
-    if odd == "nan" and results[at][0].size:
+    if odd == "nan" and results[at][0].size and results[at][0].dtype.kind == "f":
         results[at][0][0] = np.nan
     elif odd == "2-D":
         results[at][-1] = results[at][-1].reshape(-1, 1)
@@ -54,7 +62,10 @@ def _drain(draw: st.DrawFn) -> list[tuple[object, str | None]]:
 def _truth(result: object) -> object:
     first = next(iter(result.values())) if isinstance(result, dict) else result[0]
     flat = np.ravel(first)
-    return float(flat[0]) + 0.25 if flat.size else 0.25
+    if not flat.size:
+        return 0.25
+    return float(flat[0]) + 0.25 if flat.dtype.kind == "f" else flat[0].item() \
+        if isinstance(flat[0], np.generic) else flat[0]
 
 
 _options = st.fixed_dictionaries(

@@ -491,11 +491,22 @@ def array_output_columns(names: tuple, outputs: list[Sequence[object]]
                          ) -> tuple[dict[str, np.ndarray], list[int]] | None:
     """Every call's array of each named output (`outputs`, in the order of `names`, each in
     call order) as one dict of columns, and each call's rows, when each output's arrays
-    are all exactly numpy arrays, 1-D, of one float dtype, and a call's arrays are all of
-    one length; None otherwise. Each test is a pass in C over an output's arrays, not a
-    Python step per call."""
+    are all exactly numpy arrays, 1-D, of one float dtype or of labels of one kind
+    (integers, bools, numpy text, or text as Python objects), and a call's arrays are all
+    of one length; None otherwise. An output is values or labels by its kind alone, and
+    each label is judged on its own, so the columns read as each call's outputs do (labels
+    of more than one output are each prefixed with their output's name, in both). Each
+    test is a pass in C over an output's arrays, not a Python step per call.
+
+    >>> columns, rows = array_output_columns(("label", "score"), [
+    ...     [np.array(["cat"]), np.array(["dog", "cat"])],
+    ...     [np.array([0.9]), np.array([0.2, 0.7])]])
+    >>> columns["label"].tolist(), rows
+    (['cat', 'dog', 'cat'], [1, 2])
+    """
     rows: list[int] | None = None
-    for output in outputs:
+    columns = {}
+    for name, output in zip(names, outputs):
         # Exactly ndarray, as ``__class__`` tells (a proxy may pass for one); ``type``
         # is the cheaper read and says the same for every plain array.
         if set(map(type, output)) != NDARRAY_ONLY and \
@@ -504,16 +515,28 @@ def array_output_columns(names: tuple, outputs: list[Sequence[object]]
         if set(map(NDIM_OF, output)) != _ONE_DIMENSION:
             return None
         dtypes = set(map(DTYPE_OF, output))
-        if len(dtypes) != 1 or next(iter(dtypes)).kind != "f":
+        kinds = {dtype.kind for dtype in dtypes}
+        if len(kinds) != 1 or (kinds == _FLOAT_KIND and len(dtypes) != 1) or \
+                not kinds <= _COLUMN_KINDS:
             return None
         lengths = list(map(len, output))
         if rows is None:
             rows = lengths
         elif lengths != rows:
             return None
+        column = np.concatenate(output)
+        if kinds == _OBJECT_KIND and set(map(type, column.tolist())) - _TEXT_ONLY:
+            return None  # numbers among objects are values, judged call by call
+        columns[name] = column
     if rows is None:
         return None
-    return {name: np.concatenate(output) for name, output in zip(names, outputs)}, rows
+    return columns, rows
+
+
+_FLOAT_KIND = {"f"}
+_OBJECT_KIND = {"O"}
+# A float output is values; the others' kinds are labels, each judged on its own.
+_COLUMN_KINDS = frozenset("fiubUSO")
 
 
 class StackedResults:
