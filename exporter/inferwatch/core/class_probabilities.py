@@ -357,6 +357,18 @@ def _one_binary_row(array: np.ndarray) -> bool:
         return bool(abs(float(array[0]) + float(array[1]) - 1.0) <= PROBABILITY_SUM_TOLERANCE)
 
 
+def binary_rows(pairs: np.ndarray) -> np.ndarray:
+    """Which rows of an (n, 2) array :func:`_one_binary_row` takes for one row ``[p0, p1]``
+    (the two summing to 1), each as it judges a 1-D array of two.
+
+    >>> binary_rows(np.array([[0.3, 0.7], [0.3, 0.9], [np.nan, 1.0]])).tolist()
+    [True, False, False]
+    """
+    values = pairs.astype(np.float64, copy=False)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.abs(values[:, 0] + values[:, 1] - 1.0) <= PROBABILITY_SUM_TOLERANCE
+
+
 def two_classes(class_names: Sequence[object] | None) -> bool:
     """Whether the model names exactly two classes (a binary classifier's ``classes_``).
 

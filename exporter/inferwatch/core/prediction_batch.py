@@ -20,9 +20,11 @@ from inferwatch import faults
 from inferwatch.core.call_rows import split_rows
 from inferwatch.core.categorical_calls import CategoricalRows, categorical_rows
 from inferwatch.core.class_probabilities import (
+    binary_rows,
     names_each_column,
     probability_rows,
     recording_distributions,
+    two_classes,
 )
 from inferwatch.core.classifier_outputs import joined_classifier_outputs
 from inferwatch.core.column_arrays import is_text_column
@@ -360,6 +362,9 @@ class PredictionBatch(StackedResults):
                 return False
             self._add_label_matrices(stacked, [shape[0]] * len(results))
             return True
+        if probabilities and len(shape) == 1 and shape[0] and dtype.kind == "f" and \
+                self._add_probability_vectors(np.concatenate(results), shape[0], len(results)):
+            return True
         if not shape and dtype.kind in "fiubUS":
             # 0-d arrays (``x.squeeze()`` of one row, a scalar tensor's numpy): each read
             # as the one row it holds, as a 1-D array of it is.
@@ -425,6 +430,61 @@ class PredictionBatch(StackedResults):
                 return  # as the general path: each call would have failed the same way
             self._add(prediction, ())
         self.repeat_size(shape[0], calls)
+
+    def _add_probability_vectors(self, stacked: np.ndarray, width: int, calls: int) -> bool:
+        """Calls whose ``predict_proba`` returned a 1-D float array of `width` values each
+        (one after another in `stacked`), read as each call alone reads its array: a binary
+        classifier's positive-class probabilities, one a row, or else one row of class
+        probabilities (one sample's ``softmax``). False, recording nothing, where calls
+        read otherwise than one another (a binary classifier's ``[p0, p1]`` summing to 1,
+        one row, beside pairs that do not, two rows)."""
+        found = self._probability_vectors_matrix(stacked, width, calls)
+        if found is None:
+            return False
+        matrix, shape = found
+        self.add_stacked(matrix, shape, calls, True)
+        return True
+
+    def _probability_vectors_matrix(self, stacked: np.ndarray, width: int, calls: int
+                                    ) -> tuple[np.ndarray, tuple[int, int]] | None:
+        """(The matrix of :meth:`_add_probability_vectors`' calls' rows, each call's shape
+        in it), or None."""
+        one_row_each = not two_classes(self._class_names_once())
+        if not one_row_each and width == 2:
+            pairs = binary_rows(stacked.reshape(calls, 2))
+            if pairs.all():
+                one_row_each = True
+            elif pairs.any():
+                return None
+        if one_row_each:
+            return stacked.reshape(calls, width), (1, width)
+        return stacked.reshape(-1, 1), (width, 1)
+
+    def _probability_vector_records(self, results: Sequence[object]
+                                    ) -> list[tuple[tuple | None, tuple | None] | None] | None:
+        """:meth:`_add_probability_vectors` under ``request_id=``: each call's rows split
+        from the one read. None, recording nothing, for any other results, and where the
+        read dropped a row (NaN: whose it was is known only call by call)."""
+        first = results[0]
+        if first.__class__ is not np.ndarray or first.ndim != 1 or not first.shape[0] or \
+                first.dtype.kind != "f" or not all(
+                    r.__class__ is np.ndarray and r.shape == first.shape and
+                    r.dtype.kind == "f" for r in results):
+            return None
+        found = self._probability_vectors_matrix(np.concatenate(results), first.shape[0],
+                                                 len(results))
+        if found is None:
+            return None
+        matrix, (rows_each, _) = found
+        prediction = self._normalized(matrix, True)
+        if prediction is None:
+            return [None] * len(results)  # as one call at a time: each fails alike
+        sizes = [rows_each] * len(results)
+        rows = split_rows(prediction, sizes)
+        if any(row is None for row in rows):
+            return None
+        self._add(prediction, sizes)
+        return rows
 
     def _add_label_matrices(self, stacked: np.ndarray, sizes: list[int]) -> None:
         """Calls that each returned a matrix of labels (`sizes` rows each, one after another
@@ -518,6 +578,10 @@ class PredictionBatch(StackedResults):
             rows = self._label_matrix_records(results)
             if rows is None and set(map(type, results)) in _LIST_OR_TUPLE:
                 rows = self._add_classifier_outputs(results, split=True)
+            if rows is not None:
+                return rows if split else []
+        if len(results) > 1 and probabilities:
+            rows = self._probability_vector_records(results)
             if rows is not None:
                 return rows if split else []
         if len(results) > 1 and set(map(type, results)) == _NONE_ONLY and \

@@ -1,0 +1,118 @@
+"""A ``predict_proba`` that returns a 1-D float array per call: a binary classifier's
+positive-class probabilities, one a row (``torch.sigmoid(logits).squeeze()``, hand-written
+classifiers, some SDKs), or one sample's row of class probabilities (``softmax`` of one
+sample's logits). Read one call at a time such calls cost about 25 us of drain each; a
+drain now reads them as one matrix, each call's rows as the call alone reads its array. A
+binary classifier's ``[p0, p1]`` that sums to 1 is one row, two that do not are two rows:
+a drain that holds both is read call by call. What is recorded, and what each id's outcome
+joins, must be what reading each call alone gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+import inferwatch
+from conftest import Scraper
+from fold_checks import watched
+from inferwatch.core.prediction_batch import PredictionBatch
+from test_outcomes_array_rows import _assert_same_samples, _entries, _recorded
+
+
+class _Classifier:
+    def __init__(self, outputs, classes):
+        self.outputs = outputs
+        if classes is not None:
+            self.classes_ = classes if isinstance(classes[0], np.ndarray) else \
+                np.array(classes)
+
+    def predict_proba(self, index, request_id=None):
+        return self.outputs[index]
+
+
+def _judged(outputs, order, classes, request_ids: bool) -> tuple[dict, dict]:
+    """The series and each id's entry after one drain of these calls, each id then
+    judged by its call's first probability."""
+    scraper = Scraper(drain_interval=3600)
+    try:
+        model = inferwatch.instrument(_Classifier(outputs, classes), name="m", version="1",
+                                      registry=scraper.registry)
+        for call, index in enumerate(order):
+            kwargs = {"request_id": f"r-{call}"} if request_ids else {}
+            assert model.predict_proba(index, **kwargs) is outputs[index]
+        monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
+        monitor.drain()
+        entries = _entries(monitor)
+        if request_ids:
+            for call, index in enumerate(order):
+                first = outputs[index][0]
+                monitor.record_outcome(f"r-{call}", int(first > 0.5) if first == first else 0)
+        return _recorded(scraper), entries
+    finally:
+        scraper.registry.close()
+
+
+def _alone(outputs, order, classes, request_ids):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PredictionBatch, "_add_probability_vectors", lambda self, s, w, c: False)
+        patch.setattr(PredictionBatch, "_probability_vector_records", lambda self, r: None)
+        return _judged(outputs, order, classes, request_ids)
+
+
+_VALUE = st.sampled_from([0.1, 0.3, 0.7, 0.5, 0.9, 0.0, 1.0, 1.5, -0.2, float("nan")])
+
+
+@st.composite
+def _calls(draw) -> tuple[list[np.ndarray], object]:
+    """1-D float arrays of one length (1 to 3), values mostly in [0, 1]; pairs summing to
+    1 (one binary row) or not; and the model's classes."""
+    width = draw(st.integers(1, 3))
+    dtype = draw(st.sampled_from([np.float64, np.float32]))
+    outputs = []
+    for _ in range(draw(st.integers(1, 5))):
+        if width == 2 and draw(st.booleans()):
+            p = draw(st.sampled_from([0.3, 0.5, 0.9]))
+            values = [1.0 - p, p]  # [p0, p1]: one row of a binary classifier
+        else:
+            values = [draw(_VALUE) for _ in range(width)]
+        outputs.append(np.array(values, dtype=dtype))
+    classes = draw(st.sampled_from([None, [0, 1], ["legit", "fraud"], [0, 1, 2],
+                                    [np.array([0, 1]), np.array([0, 1])]]))
+    return outputs, classes
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(_calls(), st.lists(st.integers(0, 4), min_size=2, max_size=12), st.booleans())
+@example(([np.array([0.3, 0.7]), np.array([0.3, 0.9])], [0, 1]), [0, 1, 1], True)
+@example(([np.array([0.2]), np.array([0.8])], ["legit", "fraud"]), [0, 1, 1], True)
+@example(([np.array([0.2, 0.3, 0.5]), np.array([0.6, 0.3, 0.1])], [0, 1, 2]), [0, 1], False)
+@example(([np.array([0.2]), np.array([np.nan])], [0, 1]), [0, 1, 0], True)
+def test_probability_vectors_record_what_each_call_read_alone_records(calls, order,
+                                                                      request_ids):
+    outputs, classes = calls
+    order = [i % len(outputs) for i in order]
+    together = _judged(outputs, order, classes, request_ids)
+    alone = _alone(outputs, order, classes, request_ids)
+    _assert_same_samples(together[0], alone[0])
+    assert together[1] == alone[1]
+
+
+def test_probability_vectors_are_read_as_one_matrix(monkeypatch):
+    """The matrix read is the one such drains take (a test of a path never taken would
+    prove nothing), on both paths; a binary row beside pairs that are two rows is not."""
+    taken = watched(monkeypatch, PredictionBatch, "_add_probability_vectors")
+    records = watched(monkeypatch, PredictionBatch, "_probability_vector_records",
+                      lambda found: found is not None)
+    positives = [np.array([0.2]), np.array([0.8])]
+    series, _ = _judged(positives, [0, 1, 1], [0, 1], False)
+    assert taken == [True]
+    assert series[("inferwatch_predicted_class_total",
+                   (("class", "1"), ("model", "m"), ("model_version", "1")))] == 2
+    _judged(positives, [0, 1, 1], [0, 1], True)
+    assert records == [True]
+    taken.clear()
+    _judged([np.array([0.3, 0.7]), np.array([0.3, 0.9])], [0, 1], [0, 1], False)
+    assert taken == [False]
