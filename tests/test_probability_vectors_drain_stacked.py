@@ -32,9 +32,15 @@ class _Classifier:
         return self.outputs[index]
 
 
+def _first_class(result) -> int:
+    """An outcome for a call: its first probability's class, as a 0/1 label."""
+    first = np.ravel(result[0] if isinstance(result, (list, tuple)) else result)[0]
+    return int(first > 0.5) if first == first else 0
+
+
 def _judged(outputs, order, classes, request_ids: bool) -> tuple[dict, dict]:
     """The series and each id's entry after one drain of these calls, each id then
-    judged by its call's first probability."""
+    judged by :func:`_first_class`."""
     scraper = Scraper(drain_interval=3600)
     try:
         model = inferwatch.instrument(_Classifier(outputs, classes), name="m", version="1",
@@ -47,8 +53,7 @@ def _judged(outputs, order, classes, request_ids: bool) -> tuple[dict, dict]:
         entries = _entries(monitor)
         if request_ids:
             for call, index in enumerate(order):
-                first = outputs[index][0]
-                monitor.record_outcome(f"r-{call}", int(first > 0.5) if first == first else 0)
+                monitor.record_outcome(f"r-{call}", _first_class(outputs[index]))
         return _recorded(scraper), entries
     finally:
         scraper.registry.close()
@@ -58,6 +63,8 @@ def _alone(outputs, order, classes, request_ids):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(PredictionBatch, "_add_probability_vectors", lambda self, s, w, c: False)
         patch.setattr(PredictionBatch, "_probability_vector_records", lambda self, r: None)
+        patch.setattr(PredictionBatch, "_add_output_matrices",
+                      lambda self, results, split=False: None)
         return _judged(outputs, order, classes, request_ids)
 
 
@@ -116,3 +123,52 @@ def test_probability_vectors_are_read_as_one_matrix(monkeypatch):
     taken.clear()
     _judged([np.array([0.3, 0.7]), np.array([0.3, 0.9])], [0, 1], [0, 1], False)
     assert taken == [False]
+
+
+@st.composite
+def _output_matrices(draw) -> tuple[list, object]:
+    """A multi-output classifier's ``predict_proba``: a list (or tuple) of one to three
+    probability matrices per call, one or two rows each, now and then a row that is no
+    probability row or NaN; and the model's classes (a pair per output, or none)."""
+    outputs = draw(st.integers(1, 3))
+    widths = [draw(st.integers(1, 3)) for _ in range(outputs)]
+    container = draw(st.sampled_from([list, tuple]))
+    calls = []
+    for _ in range(draw(st.integers(1, 4))):
+        rows = draw(st.integers(1, 2))
+        calls.append(container([np.array([[draw(_VALUE) for _ in range(width)]
+                                           for _ in range(rows)]) for width in widths]))
+    classes = draw(st.sampled_from([None, [np.array([0, 1])] * outputs, [0, 1]]))
+    return calls, classes
+
+
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(_output_matrices(), st.lists(st.integers(0, 3), min_size=2, max_size=10),
+       st.booleans())
+@example(([[np.array([[0.3, 0.7]]), np.array([[0.6, 0.4]])],
+           [np.array([[np.nan, 0.5]]), np.array([[0.2, 0.8]])]],
+          [np.array([0, 1]), np.array([0, 1])]), [0, 1, 0], True)
+@example(([[np.array([[0.3, 0.7]])], [np.array([[np.nan, 0.5]])]], None), [0, 1, 0], True)
+@example(([[np.array([[0.3, 0.7]]), np.array([[0.6, 0.4], [0.5, 0.5]])],
+           [np.array([[0.1, 0.9]]), np.array([[0.2, 0.8]])]], None), [0, 1], False)
+def test_output_matrices_record_what_each_call_read_alone_records(calls, order, request_ids):
+    """``MultiOutputClassifier.predict_proba`` (about 39 us of drain a call read alone)."""
+    outputs, classes = calls
+    order = [i % len(outputs) for i in order]
+    together = _judged(outputs, order, classes, request_ids)
+    alone = _alone(outputs, order, classes, request_ids)
+    _assert_same_samples(together[0], alone[0])
+    assert together[1] == alone[1]
+
+
+def test_output_matrices_are_read_as_one_per_output(monkeypatch):
+    taken = watched(monkeypatch, PredictionBatch, "_add_output_matrices",
+                    lambda found: found is not None)
+    calls = [[np.array([[0.3, 0.7]]), np.array([[0.6, 0.4]])],
+             [np.array([[0.1, 0.9]]), np.array([[0.2, 0.8]])]]
+    for request_ids in (False, True):
+        series, _ = _judged(calls, [0, 1, 1], [np.array([0, 1])] * 2, request_ids)
+        assert series[("inferwatch_predicted_class_total",
+                       (("class", "0:1"), ("model", "m"), ("model_version", "1")))] == 3
+    assert taken == [True, True]

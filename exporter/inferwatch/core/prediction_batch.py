@@ -157,9 +157,12 @@ class PredictionBatch(StackedResults):
         if kinds == {dict} and len(results) > 1 and (
                 self._add_scalar_dicts(results) or self._add_array_dicts(results)):
             return
-        if kinds in _LIST_OR_TUPLE and len(results) > 1 and not probabilities and \
-                self._add_classifier_outputs(results) is not None:
-            return  # an ONNX classifier's [labels, probabilities] per call
+        if kinds in _LIST_OR_TUPLE and len(results) > 1 and (
+                self._add_output_matrices(results) if probabilities else
+                self._add_classifier_outputs(results)) is not None:
+            # A multi-output classifier's probability matrices, or an ONNX classifier's
+            # [labels, probabilities], per call.
+            return
         if kinds in SEQUENCES and len(results) > 1 and (
                 self._add_flat_lists(results, probabilities) or (
                     kinds == _LIST_ONLY and not probabilities
@@ -431,6 +434,39 @@ class PredictionBatch(StackedResults):
             self._add(prediction, ())
         self.repeat_size(shape[0], calls)
 
+    def _add_output_matrices(self, results: Sequence[object], split: bool = False
+                             ) -> list[tuple[tuple | None, tuple | None] | None] | None:
+        """Many calls' ``predict_proba`` answers that are a list (or tuple) of probability
+        matrices, one per output (scikit-learn's ``MultiOutputClassifier``), each output's
+        matrices joined and read once: each matrix's rows are read on their own, as one
+        call's are. With `split`, each call's rows for its outcome. None, recording
+        nothing, for any other results."""
+        first = results[0]
+        outputs = len(first)  # type: ignore[arg-type]
+        container = first.__class__
+        if not outputs or not all(r.__class__ is container and len(r) == outputs  # type: ignore[arg-type]
+                                  for r in results):
+            return None
+        widths = [part.shape[1] if part.__class__ is np.ndarray and part.ndim == 2 else -1
+                  for part in first]  # type: ignore[attr-defined]
+        sizes = []
+        for result in results:
+            rows = result[0].shape[0] if result[0].__class__ is np.ndarray else 0  # type: ignore[index]
+            if not rows or not all(
+                    part.__class__ is np.ndarray and part.shape == (rows, width) and
+                    part.dtype.kind == "f" for part, width in zip(result, widths)):  # type: ignore[call-overload]
+                return None
+            sizes.append(rows)
+        joined = container([np.concatenate([r[j] for r in results])  # type: ignore[index]
+                            for j in range(outputs)])
+        prediction = self._normalized(joined, True)
+        if prediction is None:
+            return [None] * len(results)  # as one call at a time: each fails alike
+        self._add(prediction, sizes)
+        # None where a row was dropped or several outputs hold classes: that call's outcome
+        # then joins its own result, as when read alone.
+        return split_rows(prediction, sizes) if split else []
+
     def _add_probability_vectors(self, stacked: np.ndarray, width: int, calls: int) -> bool:
         """Calls whose ``predict_proba`` returned a 1-D float array of `width` values each
         (one after another in `stacked`), read as each call alone reads its array: a binary
@@ -582,6 +618,8 @@ class PredictionBatch(StackedResults):
                 return rows if split else []
         if len(results) > 1 and probabilities:
             rows = self._probability_vector_records(results)
+            if rows is None and set(map(type, results)) in _LIST_OR_TUPLE:
+                rows = self._add_output_matrices(results, split=True)
             if rows is not None:
                 return rows if split else []
         if len(results) > 1 and set(map(type, results)) == _NONE_ONLY and \
