@@ -45,6 +45,15 @@ def _kinds() -> dict[str, tuple[Callable[[], object], dict]]:
             lambda: [np.array([1]), np.array([[0.3, 0.7]], dtype=np.float32)], {}),
         "ONNX classifier [labels, ZipMap]": (
             lambda: [np.array([1]), [{0: 0.3, 1: 0.7}]], {}),
+        "0-d float array (x.squeeze())": (lambda: np.array(0.5), {}),
+        "list of one int label": (lambda: [1], {}),
+        "dict of a label array and a score array": (
+            lambda: {"label": np.array(["fraud"]), "score": np.array([0.9])}, labels),
+        "predict_proba: 1-D positive-class column": (
+            lambda: np.array([0.7]), {"method": "predict_proba", "classes": [0, 1]}),
+        "predict_proba: list of matrices (multi-output)": (
+            lambda: [np.array([[0.3, 0.7]]), np.array([[0.6, 0.4]])],
+            {"method": "predict_proba"}),
         "predict_proba row as a list": (lambda: [[0.2, 0.8]], {}),
         "list of two floats": (lambda: [0.1, 0.9], {}),
         "tuple of a label and a score": (lambda: ("fraud", 0.9), labels),
@@ -102,6 +111,9 @@ class _Model:
     def predict(self, x: object, request_id: str | None = None) -> object:
         return self.result
 
+    def predict_proba(self, x: object, request_id: str | None = None) -> object:
+        return self.result
+
 
 def _drain_per_call(result: object, options: dict, request_ids: bool, rounds: int) -> float:
     """The median drain of CALLS calls returning `result`, per call."""
@@ -109,19 +121,21 @@ def _drain_per_call(result: object, options: dict, request_ids: bool, rounds: in
     from inferwatch.core.registry import Registry
 
     registry = Registry(drain_interval=3600)
+    options = dict(options)
+    method = options.pop("method", "predict")  # the rest are instrument()'s
     try:
-        model = instrument(_Model(result), name="kind", version="1", registry=registry,
-                           **options)
+        model = getattr(instrument(_Model(result), name="kind", version="1",
+                                   registry=registry, **options), method)
         monitor = registry.monitor("kind", "1")
         ids = [f"r{i}" for i in range(CALLS)] if request_ids else None
         spent = []
         for _ in range(rounds + 1):  # the first drain settles the series: not timed
             if ids is None:
                 for i in range(CALLS):
-                    model.predict(i)
+                    model(i)
             else:
                 for request_id in ids:
-                    model.predict(0, request_id=request_id)
+                    model(0, request_id=request_id)
             start = time.perf_counter()
             monitor.drain()
             spent.append(time.perf_counter() - start)

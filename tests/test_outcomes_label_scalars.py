@@ -150,3 +150,48 @@ def test_label_lists_take_the_batched_readers(monkeypatch):
     judged_after_drain([([1], None), ([0], None), ([2], None)], _IntClassifier(), "auto",
                        2**20, _first)
     assert flat[-1] is True
+
+
+_ZERO_DIM = {
+    "float64": st.sampled_from([0.5, 1.0, 2.0, -0.0, float("nan"), float("inf")]),
+    "float32": st.sampled_from([0.5, 1.0, 2.0]),
+    "int64": st.integers(-1, 3),
+    "bool": st.booleans(),
+}
+
+
+@st.composite
+def _zero_dim_calls(draw) -> list[tuple[object, str | None]]:
+    """0-d arrays (``x.squeeze()`` of one row) of one dtype, a NaN among floats at times,
+    and now and then a 1-D array or a 0-d array of another dtype among them."""
+    dtype = draw(st.sampled_from(sorted(_ZERO_DIM)))
+    values = []
+    for _ in range(draw(st.integers(1, 12))):
+        own = dtype if draw(st.integers(0, 8)) else draw(st.sampled_from(sorted(_ZERO_DIM)))
+        value = np.array(draw(_ZERO_DIM[own]), dtype=own)
+        values.append(value.reshape(1) if draw(st.integers(0, 12)) == 0 else value)
+    return [(value, f"r-{number}" if draw(st.integers(0, 4)) else None)
+            for number, value in enumerate(values)]
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(calls=_zero_dim_calls(), task=st.sampled_from(["auto", "classification", "regression"]),
+       classifier=st.booleans())
+def test_zero_dim_arrays_join_as_each_read_alone(monkeypatch, calls, task, classifier):
+    """0-d arrays under ``request_id=``: read as the one-row arrays of their values
+    (``record_arrays._zero_dim_as_rows``), unless a NaN or an infinity is among them."""
+    as_the_general_path(
+        monkeypatch, record_arrays, "_zero_dim_as_rows",
+        lambda: judged_after_drain(calls, _IntClassifier() if classifier else None, task,
+                                   2**20, lambda value: str(np.ravel(value)[0])))
+
+
+def test_zero_dim_arrays_take_the_batched_reader(monkeypatch):
+    read = watched(monkeypatch, record_arrays, "_zero_dim_as_rows",
+                   lambda found: bool(found) and found[0].shape == (1,))
+    for values in ([0.5, 1.5], [0.5, float("nan")]):
+        calls = [(np.array(value), f"r-{n}") for n, value in enumerate(values)]
+        _, entries = judged_after_drain(calls, None, "auto", 2**20, lambda value: "0.5")
+        assert sorted(entries) == ["r-0", "r-1"]
+    assert read == [True, False]

@@ -26,6 +26,8 @@ from inferwatch.core.column_arrays import is_text_column
 from inferwatch.core.object_labels import arrow_text_rows
 from inferwatch.core.prediction_batch import FLOAT_SCALARS
 from inferwatch.core.stacked_results import (
+    DTYPE_OF,
+    NDIM_OF,
     is_arrow_array,
     is_pandas_series,
     is_polars_series,
@@ -66,6 +68,8 @@ def _finite_floats_as_rows(results: list) -> list:
     if kinds <= FLOAT_SCALARS:
         column = np.array(results, dtype=np.float64).reshape(-1, 1)
         return list(column) if np.isfinite(column).all() else results
+    if kinds == _ARRAY_ONLY:
+        return _zero_dim_as_rows(results)
     if kinds not in (_LIST_ONLY, _TUPLE_ONLY) or not all(results):
         return results
     # Every value's type in one pass in C.
@@ -84,6 +88,31 @@ def _finite_floats_as_rows(results: list) -> list:
 
 _LIST_ONLY = {list}
 _TUPLE_ONLY = {tuple}
+_ARRAY_ONLY = {np.ndarray}
+
+
+def _zero_dim_as_rows(results: list) -> list:
+    """`results` that are all 0-d numpy arrays of one dtype of numbers or bools, none a NaN
+    or an infinity (``x.squeeze()`` of one row), as the one-row arrays of their values,
+    which the general path reads each as; any other `results` as they are (a NaN in a 0-d
+    array is joined as no row, in a one-row array as NaN).
+
+    >>> [row.tolist() for row in _zero_dim_as_rows([np.array(0.5), np.array(2.0)])]
+    [[0.5], [2.0]]
+    >>> _zero_dim_as_rows([np.array(0.5), np.array([1.0])])[1].tolist()
+    [1.0]
+    """
+    if set(map(NDIM_OF, results)) != _ZERO_DIMENSIONS or \
+            len(dtypes := set(map(DTYPE_OF, results))) != 1 or \
+            next(iter(dtypes)).kind not in "fiub":
+        return results
+    column = np.array(results).reshape(-1, 1)
+    if column.dtype.kind == "f" and not np.isfinite(column).all():
+        return results
+    return list(column)
+
+
+_ZERO_DIMENSIONS = {0}
 
 
 def _scalar_labels_as_rows(results: list) -> list:
