@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from fold_checks import as_the_general_path, watched
 from inferwatch.core.prediction_batch import PredictionBatch
+from test_label_matrices_drain_stacked import _Classifier
 from test_outcomes_array_rows import judged_after_drain
 from test_probability_rows_judged_per_call import _assert_same_figures
 from test_whole_class_columns_judged_per_call import _figures
@@ -94,15 +95,6 @@ def test_classifier_outputs_record_what_each_call_read_alone_records(calls, orde
         patch.setattr(PredictionBatch, "_add_classifier_outputs", _not_joined)
         alone = _figures(outputs, order, classes, request_ids, task)
     _assert_same_figures(together, alone)
-
-
-class _Classifier:
-    def __init__(self, classes):
-        if classes is not None:
-            self.classes_ = np.array(classes)
-
-    def predict(self, x, request_id=None):
-        return x
 
 
 def _first_label(result) -> object:

@@ -99,7 +99,12 @@ def _calls(draw) -> tuple[list[np.ndarray], object]:
 @example(([np.array([0.2]), np.array([np.nan])], [0, 1]), [0, 1, 0], True)
 def test_probability_vectors_record_what_each_call_read_alone_records(calls, order,
                                                                       request_ids):
-    outputs, classes = calls
+    _assert_read_as_alone(*calls, order, request_ids)
+
+
+def _assert_read_as_alone(outputs, classes, order, request_ids) -> None:
+    """The series and each id's entry of a drain of these calls, read together where it
+    may be, are those of the same calls read one by one."""
     order = [i % len(outputs) for i in order]
     together = _judged(outputs, order, classes, request_ids)
     alone = _alone(outputs, order, classes, request_ids)
@@ -154,12 +159,7 @@ def _output_matrices(draw) -> tuple[list, object]:
            [np.array([[0.1, 0.9]]), np.array([[0.2, 0.8]])]], None), [0, 1], False)
 def test_output_matrices_record_what_each_call_read_alone_records(calls, order, request_ids):
     """``MultiOutputClassifier.predict_proba`` (about 39 us of drain a call read alone)."""
-    outputs, classes = calls
-    order = [i % len(outputs) for i in order]
-    together = _judged(outputs, order, classes, request_ids)
-    alone = _alone(outputs, order, classes, request_ids)
-    _assert_same_samples(together[0], alone[0])
-    assert together[1] == alone[1]
+    _assert_read_as_alone(*calls, order, request_ids)
 
 
 def test_output_matrices_are_read_as_one_per_output(monkeypatch):
