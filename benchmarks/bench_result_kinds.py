@@ -51,6 +51,9 @@ def _kinds() -> dict[str, tuple[Callable[[], object], dict]]:
             lambda: {"label": np.array(["fraud"]), "score": np.array([0.9])}, labels),
         "predict_proba: 1-D positive-class column": (
             lambda: np.array([0.7]), {"method": "predict_proba", "classes": [0, 1]}),
+        "predict_proba: DataFrame of a column per class": (
+            lambda: pd.DataFrame({"legit": [0.3], "fraud": [0.7]}),
+            {"method": "predict_proba", "classes": CLASSES}),
         "predict_proba: list of matrices (multi-output)": (
             lambda: [np.array([[0.3, 0.7]]), np.array([[0.6, 0.4]])],
             {"method": "predict_proba"}),

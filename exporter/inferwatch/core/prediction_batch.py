@@ -195,6 +195,10 @@ class PredictionBatch(StackedResults):
                     (is_pandas_series(kind) and self._add_masked_series(results)) or
                     (is_polars_series(kind) and self._add_polars_series(results))):
                 return
+        if len(kinds) == 1 and len(results) > 1 and probabilities and \
+                is_pandas_frame(next(iter(kinds))) and \
+                self._add_probability_frames(results) is not None:
+            return  # predict_proba as a DataFrame with a column per class
         if len(kinds) == 1 and len(results) > 1 and not probabilities and (
                 (is_pandas_frame(next(iter(kinds))) and (
                     self._add_plain_frames(results) or self._add_typed_frames(results))) or
@@ -467,6 +471,32 @@ class PredictionBatch(StackedResults):
         # then joins its own result, as when read alone.
         return split_rows(prediction, sizes) if split else []
 
+    def _add_probability_frames(self, results: Sequence[object], split: bool = False
+                                ) -> list[tuple[tuple | None, tuple | None] | None] | None:
+        """Many calls' ``predict_proba`` answers as pandas DataFrames of the same columns,
+        one per class, of the same dtypes (AutoGluon, H2O, a wrapper's
+        ``pd.DataFrame(proba, columns=classes)``), joined and read once: the columns name
+        the classes for every call alike, and each row is read on its own. With `split`,
+        each call's rows for its outcome. None, recording nothing, for any other frames,
+        and (`split`) where the read dropped a row (NaN: whose it was is known only call
+        by call)."""
+        found = self._typed_frames_join(results)
+        if found is None:
+            return None
+        join, sizes = found
+        try:
+            joined = join()
+        except Exception:  # frames pandas will not join: each call read alone
+            return None
+        prediction = self._normalized(joined, True)
+        if prediction is None:
+            return [None] * len(results)  # as one call at a time: each fails alike
+        rows = split_rows(prediction, sizes) if split else []
+        if any(row is None for row in rows):
+            return None
+        self._add(prediction, sizes)
+        return rows
+
     def _add_probability_vectors(self, stacked: np.ndarray, width: int, calls: int) -> bool:
         """Calls whose ``predict_proba`` returned a 1-D float array of `width` values each
         (one after another in `stacked`), read as each call alone reads its array: a binary
@@ -618,8 +648,11 @@ class PredictionBatch(StackedResults):
                 return rows if split else []
         if len(results) > 1 and probabilities:
             rows = self._probability_vector_records(results)
-            if rows is None and set(map(type, results)) in _LIST_OR_TUPLE:
+            kinds = set(map(type, results))
+            if rows is None and kinds in _LIST_OR_TUPLE:
                 rows = self._add_output_matrices(results, split=True)
+            elif rows is None and len(kinds) == 1 and is_pandas_frame(next(iter(kinds))):
+                rows = self._add_probability_frames(results, split=True)
             if rows is not None:
                 return rows if split else []
         if len(results) > 1 and set(map(type, results)) == _NONE_ONLY and \
