@@ -476,26 +476,11 @@ class PredictionBatch(StackedResults):
         """Many calls' ``predict_proba`` answers as pandas DataFrames of the same columns,
         one per class, of the same dtypes (AutoGluon, H2O, a wrapper's
         ``pd.DataFrame(proba, columns=classes)``), joined and read once: the columns name
-        the classes for every call alike, and each row is read on its own. With `split`,
-        each call's rows for its outcome. None, recording nothing, for any other frames,
-        and (`split`) where the read dropped a row (NaN: whose it was is known only call
-        by call)."""
+        the classes for every call alike, and each row is read on its own
+        (:meth:`_add_joined_rows`). None, recording nothing, for any other frames."""
         found = self._typed_frames_join(results)
-        if found is None:
-            return None
-        join, sizes = found
-        try:
-            joined = join()
-        except Exception:  # frames pandas will not join: each call read alone
-            return None
-        prediction = self._normalized(joined, True)
-        if prediction is None:
-            return [None] * len(results)  # as one call at a time: each fails alike
-        rows = split_rows(prediction, sizes) if split else []
-        if any(row is None for row in rows):
-            return None
-        self._add(prediction, sizes)
-        return rows
+        return None if found is None else self._add_joined_rows(found, len(results), True,
+                                                                split)
 
     def _add_probability_vectors(self, stacked: np.ndarray, width: int, calls: int) -> bool:
         """Calls whose ``predict_proba`` returned a 1-D float array of `width` values each
@@ -748,19 +733,27 @@ class PredictionBatch(StackedResults):
             self._typed_frames_join(results) if is_pandas_frame(kind) else \
             self._polars_series_join(results) if is_polars_series(kind) else \
             self._polars_frames_join(results) if is_polars_frame(kind) else None
-        if found is None:
-            return None
+        return None if found is None else self._add_joined_rows(found, len(results), False)
+
+    def _add_joined_rows(self, found: tuple[Callable[[], object], list[int]], calls: int,
+                         probabilities: bool, split: bool = True
+                         ) -> list[tuple[tuple | None, tuple | None] | None] | None:
+        """Record the one result ``join()`` makes of `calls` calls (`found`: the join and
+        each call's rows), read once; with `split`, each call's rows for its outcome split
+        from it, a missing row (``pd.NA``, a null, NaN) put back in its place, None or
+        NaN, by the joined result, as each call's own result puts it back. None,
+        recording nothing, when the library will not join them, or (`split`) when the
+        read dropped a row whose place the joined result cannot tell."""
         join, sizes = found
         try:
             joined = join()
-        except Exception:  # results pandas will not join: each call read alone
+        except Exception:  # results the library will not join: each call read alone
             return None
-        prediction = self._normalized(joined, False)
+        prediction = self._normalized(joined, probabilities)
         if prediction is None:
-            return [None] * len(results)  # as one call at a time: each fails alike
-        # A missing row (pd.NA) is dropped from the prediction and put back in its place,
-        # None or NaN, by the joined result, as each call's own result puts it back.
-        rows = split_rows(prediction, sizes, joined if prediction.invalid else None)
+            return [None] * calls  # as one call at a time: each fails alike
+        rows = split_rows(prediction, sizes, joined if prediction.invalid else None) \
+            if split else []
         if any(row is None for row in rows):
             return None
         self._add(prediction, sizes)
