@@ -16,7 +16,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import inferwatch
-from inferwatch.core import prediction_batch
+from inferwatch.core import outcome_rows, prediction_batch
 from inferwatch.core.prediction_classes import MAX_DECLARED_CATEGORIES, SMALL_INTEGER_LIMIT
 from inferwatch.core.registry import Registry
 from inferwatch.core.stacked_results import StackedResults
@@ -402,6 +402,8 @@ def test_categoricals_under_request_ids_join_by_the_rows_each_call_gives_alone(
     together = PredictionBatch(settings, {}, None, lambda: None)
     rows = together.add_records(outputs, False)
     with pytest.MonkeyPatch.context() as patch:
+        # The request path's own look (add_records) and the plain path's it may fall to.
+        patch.setattr(outcome_rows, "categorical_rows", lambda results: None)
         patch.setattr(prediction_batch, "categorical_rows", lambda results: None)
         alone = PredictionBatch(settings, {}, None, lambda: None)
         assert repr(rows) == repr(alone.add_records(outputs, False))  # NaN rows alike

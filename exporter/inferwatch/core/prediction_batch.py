@@ -4,7 +4,10 @@ Results of many calls are grouped by kind: plain floats become one array, class 
 one count (integer labels stay integers until only the distinct ones are turned into
 text), same-width 1-D arrays and same-width probability matrices one stacked array each;
 anything else is normalised call by call. The readers that stack many calls' lists,
-frames, dicts, tuples and Series are in :mod:`inferwatch.core.stacked_results`.
+frames, dicts, tuples and Series are in :mod:`inferwatch.core.stacked_results`, those that
+join classifiers' answers in :mod:`inferwatch.core.classifier_batches`, and the request
+path's, which hand each call's rows back for its outcome, in
+:mod:`inferwatch.core.outcome_rows`: the bases of :class:`PredictionBatch`, in that order.
 """
 
 from __future__ import annotations
@@ -20,16 +23,15 @@ from inferwatch import faults
 from inferwatch.core.call_rows import split_rows
 from inferwatch.core.categorical_calls import CategoricalRows, categorical_rows
 from inferwatch.core.class_probabilities import (
-    binary_rows,
     names_each_column,
     probability_rows,
     recording_distributions,
-    two_classes,
 )
-from inferwatch.core.classifier_outputs import joined_classifier_outputs
+from inferwatch.core.classifier_batches import text_cells
 from inferwatch.core.column_arrays import is_text_column
 from inferwatch.core.object_labels import arrow_text_counts
 from inferwatch.core.options import VALUE_BUCKETS
+from inferwatch.core.outcome_rows import OutcomeRows, scalar_row_columns
 from inferwatch.core.prediction_classes import (
     NO_CLASSES,
     admit_classes,
@@ -41,33 +43,24 @@ from inferwatch.core.prediction_classes import (
 )
 from inferwatch.core.prediction_state import add_invalid, count_classes, finite_values, write_batch
 from inferwatch.core.predictions import (
-    MAX_LABEL_COLUMNS,
     Prediction,
     normalize,
-    scalar_output_row,
 )
 from inferwatch.core.result_arrays import (
     SparseResultTooLarge,
 )
 from inferwatch.core.stacked_results import (
     DTYPE_OF,
-    SEQUENCE_CLASSES,
     SEQUENCES,
     SHAPE_OF,
-    StackedResults,
-    array_dict_columns,
-    array_tuple_columns,
     is_arrow_array,
     is_pandas_frame,
     is_pandas_series,
     is_polars_frame,
     is_polars_series,
-    one_dict_rows,
     plain_arrow_arrays,
     plain_polars_arrays,
     plain_series_arrays,
-    scalar_column,
-    scalar_dict_columns,
 )
 from inferwatch.core.state import ModelState, float_array
 from inferwatch.core.whole_class_calls import calls_read_alike
@@ -93,7 +86,7 @@ _UNSET = object()
 log = logging.getLogger("inferwatch")
 
 
-class PredictionBatch(StackedResults):
+class PredictionBatch(OutcomeRows):
     """Gathers the predictions of one drain, then records them in one vectorised pass."""
 
     def __init__(self, settings: Settings, caps: Mapping[str, LabelCap],
@@ -233,9 +226,9 @@ class PredictionBatch(StackedResults):
 
     def _add_scalar_rows(self, results: Sequence[tuple]) -> bool:
         """Many tuples of one row's outputs (``return label, score`` per call) read as one
-        dict of columns (:func:`_scalar_row_columns`), not one call at a time. False,
+        dict of columns (:func:`scalar_row_columns`), not one call at a time. False,
         recording nothing, for any other tuples."""
-        columns = _scalar_row_columns(results)
+        columns = scalar_row_columns(results)
         if columns is None:
             return False
         prediction = self._normalized(columns, False)
@@ -365,7 +358,7 @@ class PredictionBatch(StackedResults):
             # Label matrices of text as Python objects (a multi-output classifier fit on
             # text labels): stacked when every cell is text, each call's own rule then.
             stacked = np.concatenate(results)
-            if not _text_cells(stacked):
+            if not text_cells(stacked):
                 return False
             self._add_label_matrices(stacked, [shape[0]] * len(results))
             return True
@@ -438,124 +431,11 @@ class PredictionBatch(StackedResults):
             self._add(prediction, ())
         self.repeat_size(shape[0], calls)
 
-    def _add_output_matrices(self, results: Sequence[object], split: bool = False
-                             ) -> list[tuple[tuple | None, tuple | None] | None] | None:
-        """Many calls' ``predict_proba`` answers that are a list (or tuple) of probability
-        matrices, one per output (scikit-learn's ``MultiOutputClassifier``), each output's
-        matrices joined and read once: each matrix's rows are read on their own, as one
-        call's are. With `split`, each call's rows for its outcome. None, recording
-        nothing, for any other results."""
-        first = results[0]
-        outputs = len(first)  # type: ignore[arg-type]
-        container = first.__class__
-        if not outputs or not all(r.__class__ is container and len(r) == outputs  # type: ignore[arg-type]
-                                  for r in results):
-            return None
-        widths = [part.shape[1] if part.__class__ is np.ndarray and part.ndim == 2 else -1
-                  for part in first]  # type: ignore[attr-defined]
-        sizes = []
-        for result in results:
-            rows = result[0].shape[0] if result[0].__class__ is np.ndarray else 0  # type: ignore[index]
-            if not rows or not all(
-                    part.__class__ is np.ndarray and part.shape == (rows, width) and
-                    part.dtype.kind == "f" for part, width in zip(result, widths)):  # type: ignore[call-overload]
-                return None
-            sizes.append(rows)
-        joined = container([np.concatenate([r[j] for r in results])  # type: ignore[index]
-                            for j in range(outputs)])
-        prediction = self._normalized(joined, True)
-        if prediction is None:
-            return [None] * len(results)  # as one call at a time: each fails alike
-        self._add(prediction, sizes)
-        # None where a row was dropped or several outputs hold classes: that call's outcome
-        # then joins its own result, as when read alone.
-        return split_rows(prediction, sizes) if split else []
 
-    def _add_probability_frames(self, results: Sequence[object], split: bool = False
-                                ) -> list[tuple[tuple | None, tuple | None] | None] | None:
-        """Many calls' ``predict_proba`` answers as pandas DataFrames of the same columns,
-        one per class, of the same dtypes (AutoGluon, H2O, a wrapper's
-        ``pd.DataFrame(proba, columns=classes)``), joined and read once: the columns name
-        the classes for every call alike, and each row is read on its own
-        (:meth:`_add_joined_rows`). None, recording nothing, for any other frames."""
-        found = self._typed_frames_join(results)
-        return None if found is None else self._add_joined_rows(found, len(results), True,
-                                                                split)
 
-    def _add_probability_vectors(self, stacked: np.ndarray, width: int, calls: int) -> bool:
-        """Calls whose ``predict_proba`` returned a 1-D float array of `width` values each
-        (one after another in `stacked`), read as each call alone reads its array: a binary
-        classifier's positive-class probabilities, one a row, or else one row of class
-        probabilities (one sample's ``softmax``). False, recording nothing, where calls
-        read otherwise than one another (a binary classifier's ``[p0, p1]`` summing to 1,
-        one row, beside pairs that do not, two rows)."""
-        found = self._probability_vectors_matrix(stacked, width, calls)
-        if found is None:
-            return False
-        matrix, shape = found
-        self.add_stacked(matrix, shape, calls, True)
-        return True
 
-    def _probability_vectors_matrix(self, stacked: np.ndarray, width: int, calls: int
-                                    ) -> tuple[np.ndarray, tuple[int, int]] | None:
-        """(The matrix of :meth:`_add_probability_vectors`' calls' rows, each call's shape
-        in it), or None."""
-        one_row_each = not two_classes(self._class_names_once())
-        if not one_row_each and width == 2:
-            pairs = binary_rows(stacked.reshape(calls, 2))
-            if pairs.all():
-                one_row_each = True
-            elif pairs.any():
-                return None
-        if one_row_each:
-            return stacked.reshape(calls, width), (1, width)
-        return stacked.reshape(-1, 1), (width, 1)
 
-    def _probability_vector_records(self, results: Sequence[object]
-                                    ) -> list[tuple[tuple | None, tuple | None] | None] | None:
-        """:meth:`_add_probability_vectors` under ``request_id=``: each call's rows split
-        from the one read. None, recording nothing, for any other results, and where the
-        read dropped a row (NaN: whose it was is known only call by call)."""
-        first = results[0]
-        if first.__class__ is not np.ndarray or first.ndim != 1 or not first.shape[0] or \
-                first.dtype.kind != "f" or not all(
-                    r.__class__ is np.ndarray and r.shape == first.shape and
-                    r.dtype.kind == "f" for r in results):
-            return None
-        found = self._probability_vectors_matrix(np.concatenate(results), first.shape[0],
-                                                 len(results))
-        if found is None:
-            return None
-        matrix, (rows_each, _) = found
-        prediction = self._normalized(matrix, True)
-        if prediction is None:
-            return [None] * len(results)  # as one call at a time: each fails alike
-        sizes = [rows_each] * len(results)
-        rows = split_rows(prediction, sizes)
-        if any(row is None for row in rows):
-            return None
-        self._add(prediction, sizes)
-        return rows
 
-    def _add_label_matrices(self, stacked: np.ndarray, sizes: list[int]) -> None:
-        """Calls that each returned a matrix of labels (`sizes` rows each, one after another
-        in `stacked`), read as one: each value is a class or not on its own. A stack is read
-        column by column, a call's matrix too; the classes are put back in the order the
-        calls give them (call after call, each column by column), since the class cap
-        admits labels as they first come. Where the read dropped a value (a label no class
-        may be), which call it came from is lost: each call is then read alone."""
-        prediction = self._normalized(stacked, False)
-        if prediction is None:
-            return  # as one call at a time: each would have failed the same way
-        classes, width = prediction.classes, stacked.shape[1]
-        if classes is not None and width > 1 and len(sizes) > 1:
-            if classes.size != stacked.shape[0] * width:
-                for start, end in zip(np.cumsum([0, *sizes[:-1]]).tolist(),
-                                      np.cumsum(sizes).tolist()):
-                    self.add_one(stacked[start:end], False)
-                return
-            prediction.classes = classes[_call_order(sizes, width)]
-        self._add(prediction, sizes)
 
     def add_stacked_outputs(self, outputs: StackedOutputs, probabilities: bool) -> None:
         """Record many calls that each returned a list or tuple of small arrays of one
@@ -600,164 +480,14 @@ class PredictionBatch(StackedResults):
             # Label matrices of one width (a multi-output or multi-label classifier's predict
             # on batches of several sizes): each value a class on its own, read as one stack.
             stacked = np.concatenate(results)
-            if _text_cells(stacked):
+            if text_cells(stacked):
                 self._add_label_matrices(stacked, [r.shape[0] for r in results])
                 return
         # Many 2-D float results of one width (a function returning a probability or output
         # matrix per call): normalised as one stacked matrix, not one call at a time.
         self.add_records(results, False, split=False)
 
-    def add_records(self, results: Sequence[object], probabilities: bool | None,
-                    split: bool = True) -> list[tuple[tuple | None, tuple | None] | None]:
-        """Record many results, returning each one's classes or values (for outcome joins;
-        with `split` False, calls that no outcome joins, nothing).
 
-        Many small 2-D float arrays of one width (one probability matrix per call) are
-        normalised as one stacked matrix and split again by rows.
-        """
-        if len(results) > 1 and not probabilities and self.features is None and \
-                self.settings.task != "regression":
-            # Many calls' categoricals (each call's rows, for its outcome, are its labels:
-            # every one of them a class its categories declare).
-            found = categorical_rows(results)
-            if found is not None and self._add_categorical_rows(found):
-                return found.call_rows() if split else []
-            rows = self._joined_records(results)
-            if rows is not None:
-                return rows if split else []
-        if len(results) > 1 and not probabilities and self.settings.task != "regression":
-            rows = self._label_matrix_records(results)
-            if rows is None and set(map(type, results)) in _LIST_OR_TUPLE:
-                rows = self._add_classifier_outputs(results, split=True)
-            if rows is not None:
-                return rows if split else []
-        if len(results) > 1 and probabilities:
-            rows = self._probability_vector_records(results)
-            kinds = set(map(type, results))
-            if rows is None and kinds in _LIST_OR_TUPLE:
-                rows = self._add_output_matrices(results, split=True)
-            elif rows is None and len(kinds) == 1 and is_pandas_frame(next(iter(kinds))):
-                rows = self._add_probability_frames(results, split=True)
-            if rows is not None:
-                return rows if split else []
-        if len(results) > 1 and set(map(type, results)) == _NONE_ONLY and \
-                self._add_nones(len(results), probabilities):
-            # No row: each joins as its result, as when read alone.
-            return [None] * len(results) if split else []
-        if len(results) > 1 and results[0].__class__ in SEQUENCE_CLASSES:
-            # Rows of floats as lists (proba.tolist()): read as their arrays, below.
-            arrays = self.float_row_arrays(results, probabilities)
-            if arrays is not None:
-                results = arrays
-        if len(results) > 1 and all(r.__class__ is np.ndarray and r.ndim == 2 and
-                                    r.dtype.kind == "f" for r in results) and \
-                len({r.shape[1] for r in results}) == 1:
-            stacked = np.concatenate(results)
-            alike = self._calls_read_apart([r.shape[0] for r in results], stacked,
-                                           probabilities)
-            if alike is not None:
-                return self._add_apart(results, probabilities, split, alike)
-            if not np.isfinite(stacked).all():
-                return self._add_apart(results, probabilities, split)
-            sizes = [r.shape[0] for r in results]
-            prediction = self._normalized(stacked, probabilities)
-            if prediction is None:
-                return [None] * len(results)
-            self._add(prediction, sizes)
-            if not split:
-                return []
-            rows = split_rows(prediction, sizes)
-            if sum(sizes) and all(row is None for row in rows):
-                # The stacked read dropped a row (a float no class may be), and which call
-                # it came from is lost: each call's rows as it reads them alone, not none.
-                rows = [self.joinable_rows(result, probabilities) for result in results]
-            return rows
-        return [self._add_call(result, probabilities) for result in results]
-
-    def _add_classifier_outputs(self, results: Sequence[object], split: bool = False
-                                ) -> list[tuple[tuple | None, tuple | None] | None] | None:
-        """Many calls' ``[labels, probabilities]`` (an ONNX classifier's answers) recorded as
-        one joined answer (:func:`~inferwatch.core.classifier_outputs.
-        joined_classifier_outputs`), and with `split` each call's rows for its outcome
-        split from it; None, recording nothing, when they cannot be joined, or (`split`)
-        when the read dropped a label no class may be, whose call is then lost."""
-        found = joined_classifier_outputs(results, self.settings.task,
-                                          self._class_names_once())
-        if found is None:
-            return None
-        joined, sizes = found
-        prediction = self._normalized(joined, False)
-        if prediction is None:
-            return [None] * len(results)  # as one call at a time: each fails alike
-        rows = split_rows(prediction, sizes) if split else []
-        if any(row is None for row in rows):
-            return None
-        self._add(prediction, sizes)
-        return rows
-
-    def _label_matrix_records(self, results: Sequence[object]) -> list[None] | None:
-        """Many calls' label matrices of one width and kind (a multi-output classifier's
-        ``predict`` under ``request_id=``) recorded as one stack
-        (:meth:`_add_label_matrices`). Each call's labels lie in several outputs, so no call
-        has rows an outcome joins by (each is joined by its own result, as when read
-        alone): None for each. None, recording nothing, for any other results."""
-        first = results[0]
-        if first.__class__ is not np.ndarray or first.ndim != 2 or \
-                not 2 <= first.shape[1] <= MAX_LABEL_COLUMNS or first.dtype.kind not in "iubUSO":
-            return None
-        width, kind = first.shape[1], first.dtype.kind
-        if not all(r.__class__ is np.ndarray and r.ndim == 2 and r.shape[1] == width and
-                   r.dtype.kind == kind for r in results):
-            return None
-        stacked = np.concatenate(results)
-        if not _text_cells(stacked):
-            return None
-        self._add_label_matrices(stacked, [r.shape[0] for r in results])
-        return [None] * len(results)
-
-    def _joined_records(self, results: Sequence[object]
-                        ) -> list[tuple[tuple | None, tuple | None] | None] | None:
-        """Many calls' pandas nullable Series or typed frames, or polars Series or frames
-        (what the plain path joins: :meth:`_add_masked_series`, :meth:`_add_typed_frames`,
-        :meth:`_add_polars_series`, :meth:`_add_polars_frames`) recorded as one joined
-        result, and each call's rows for its outcome split from it again, a missing row
-        (``pd.NA``) or a non-finite float None or NaN in its place, as a call read alone
-        keeps it. None, recording nothing, for any other results, and for a drain with a
-        row the joined result drops whose place it cannot tell (a label no class was
-        declared for)."""
-        kinds = set(map(type, results))
-        if len(kinds) != 1:
-            return None
-        kind = next(iter(kinds))
-        found = self._masked_series_join(results) if is_pandas_series(kind) else \
-            self._typed_frames_join(results) if is_pandas_frame(kind) else \
-            self._polars_series_join(results) if is_polars_series(kind) else \
-            self._polars_frames_join(results) if is_polars_frame(kind) else None
-        return None if found is None else self._add_joined_rows(found, len(results), False)
-
-    def _add_joined_rows(self, found: tuple[Callable[[], object], list[int]], calls: int,
-                         probabilities: bool, split: bool = True
-                         ) -> list[tuple[tuple | None, tuple | None] | None] | None:
-        """Record the one result ``join()`` makes of `calls` calls (`found`: the join and
-        each call's rows), read once; with `split`, each call's rows for its outcome split
-        from it, a missing row (``pd.NA``, a null, NaN) put back in its place, None or
-        NaN, by the joined result, as each call's own result puts it back. None,
-        recording nothing, when the library will not join them, or (`split`) when the
-        read dropped a row whose place the joined result cannot tell."""
-        join, sizes = found
-        try:
-            joined = join()
-        except Exception:  # results the library will not join: each call read alone
-            return None
-        prediction = self._normalized(joined, probabilities)
-        if prediction is None:
-            return [None] * calls  # as one call at a time: each fails alike
-        rows = split_rows(prediction, sizes, joined if prediction.invalid else None) \
-            if split else []
-        if any(row is None for row in rows):
-            return None
-        self._add(prediction, sizes)
-        return rows
 
     def _add_nones(self, calls: int, probabilities: bool | None) -> bool:
         """`calls` calls that returned None (a handler with nothing to give back): each is
@@ -774,85 +504,6 @@ class PredictionBatch(StackedResults):
         for reason, count in prediction.invalid.items():
             self._invalid(reason, count * calls)
         return True
-
-    def add_dict_records(self, results: Sequence[object]) -> list | None:
-        """Record many one-row dicts of named outputs (or a pipeline's lists of one such
-        dict), all of the shape :func:`scalar_dict_columns` reads, many tuples of one row's
-        outputs (``return label, score``: :func:`_scalar_row_columns`), or many dicts,
-        tuples or lists of 1-D float arrays (:func:`array_dict_columns`,
-        :func:`array_tuple_columns`),
-        their float outputs finite, as one dict of columns; returns each one's classes or
-        values, as :meth:`add_records` returns them reading each alone. None, recording nothing, for
-        any other results, and for any whose rows the column loses (a NaN, a label no class
-        was declared for: a split of the column could not tell whose row it was), which are
-        read one by one.
-
-        >>> from inferwatch.core.options import Settings
-        >>> batch = PredictionBatch(Settings(), {}, None, lambda: None)
-        >>> batch.add_dict_records([{"price": 10.0, "eta": 3.0}, {"price": 12.0, "eta": 4.0}])
-        [(None, ((10.0, 3.0),)), (None, ((12.0, 4.0),))]
-        >>> batch.add_dict_records([{"score": 0.9}, {"score": float("nan")}]) is None
-        True
-        """
-        kinds = set(map(type, results))
-        columns = None
-        sizes = [1] * len(results)
-        task = self.settings.task
-        if kinds == _DICT_ONLY:
-            columns = scalar_dict_columns(results, True, task)  # type: ignore[arg-type]
-            if columns is None:  # dicts of 1-D float arrays (``{"price": prices}``)
-                columns, sizes = array_dict_columns(results) or (None, sizes)  # type: ignore[arg-type]
-        elif kinds in _LIST_OR_TUPLE and results[0] and \
-                results[0][0].__class__ is np.ndarray:  # type: ignore[index]
-            # Tuples of 1-D float arrays, or a runtime's list of them (ONNX Runtime's
-            # ``session.run``): outputs 0, 1, ... as a call's tuple is read.
-            columns, sizes = array_tuple_columns(results) or (None, sizes)  # type: ignore[arg-type]
-        elif kinds == _LIST_ONLY:
-            rows = one_dict_rows(results)  # type: ignore[arg-type]
-            columns = None if rows is None else scalar_dict_columns(rows, False, task)
-        elif kinds == _TUPLE_ONLY:  # ``return label, score``: as _add_scalar_rows reads them
-            columns = _scalar_row_columns(results)  # type: ignore[arg-type]
-        # (A column of probability maps is finite: stackable_maps takes no other.)
-        if columns is None or not all(np.isfinite(column).all() for column in columns.values()
-                                      if column.__class__ is np.ndarray
-                                      and column.dtype.kind == "f"):
-            return None
-        prediction = self._normalized(columns, False)
-        if prediction is None:
-            return [None] * len(results)
-        if prediction.classes is not None and len(prediction.classes) != sum(sizes):
-            # Some labels were refused (no class declared for them): whose they were is
-            # known only call by call, where each call keeps its own row.
-            return None
-        self._add(prediction, sizes)
-        return split_rows(prediction, sizes)
-
-    def _add_call(self, result: object, probabilities: bool | None
-                  ) -> tuple[tuple | None, tuple | None] | None:
-        prediction = self.add_one(result, probabilities)
-        return None if prediction is None else \
-            split_rows(prediction, [prediction.rows], result)[0]
-
-    def _add_apart(self, results: Sequence[np.ndarray], probabilities: bool | None,
-                   split: bool, together: list[bool] | None = None
-                   ) -> list[tuple[tuple | None, tuple | None] | None]:
-        """Stacked calls of which some hold NaN or inf (or, by `together`, some are read
-        otherwise than the rest): those are added one by one, the rest stacked. A
-        non-finite row is dropped when normalised, and which call it belonged to is then
-        lost: the rest of the drain's calls must stay joinable. Their batch sizes are left
-        in call order, which a drain that cut a huge call into slices corrects them by."""
-        stacks = together if together is not None else \
-            [bool(np.isfinite(r).all()) for r in results]
-        first = len(self.batch_sizes)
-        clean = iter(self.add_records([r for r, ok in zip(results, stacks) if ok],
-                                      probabilities))
-        found = [next(clean) if ok else self._add_call(result, probabilities)
-                 for result, ok in zip(results, stacks)]
-        added = self.batch_sizes[first:]
-        if len(added) == len(results):  # the stacked ones first, then the others in turn
-            stacked, apart = iter(added[:sum(stacks)]), iter(added[sum(stacks):])
-            self.batch_sizes[first:] = [next(stacked) if ok else next(apart) for ok in stacks]
-        return found if split else []
 
     def _calls_read_apart(self, sizes: Sequence[int], stacked: np.ndarray,
                           probabilities: bool | None) -> list[bool] | None:
@@ -1080,62 +731,3 @@ class PredictionBatch(StackedResults):
         """Write what this drain gathered into `state`
         (:func:`~inferwatch.core.prediction_state.write_batch`)."""
         write_batch(self, state, now)
-
-
-def _text_cells(stacked: np.ndarray) -> bool:
-    """Whether a label matrix of Python objects holds text in every cell (a column of
-    numbers among objects is read as values, call by call); True for numpy's own dtypes.
-
-    >>> text, mixed = np.array([["a", "b"]], dtype=object), np.array([["a", 1]], dtype=object)
-    >>> _text_cells(text), _text_cells(mixed)
-    (True, False)
-    """
-    return stacked.dtype.kind != "O" or set(map(type, stacked.ravel().tolist())) <= _STR_ONLY
-
-
-_STR_ONLY = {str}
-
-
-def _call_order(sizes: Sequence[int], width: int) -> np.ndarray:
-    """Where each cell of a stack of calls' matrices (`sizes` rows each, `width` columns),
-    read column by column, lies in the read of each call's matrix after the other.
-
-    >>> _call_order([1, 2], 2).tolist()  # the 1-row call's two cells, then the other's
-    [0, 3, 1, 2, 4, 5]
-    """
-    rows = np.asarray(sizes, dtype=np.int64)
-    total = int(rows.sum())
-    cells = rows * width
-    call = np.repeat(np.arange(rows.size), cells)
-    within = np.arange(total * width) - np.repeat(np.cumsum(cells) - cells, cells)
-    column, row = np.divmod(within, rows[call])
-    return column * total + (np.cumsum(rows) - rows)[call] + row
-
-
-def _scalar_row_columns(results: Sequence[tuple]) -> dict[str, np.ndarray] | None:
-    """Many tuples of one row's outputs (``return label, score`` per call), each position
-    of one kind in every call (:func:`scalar_column`), at most one of them labels (text,
-    whole numbers or bools), as the dict of columns ``0``, ``1``, ... a call's tuple is
-    read as; None for any other tuples. (Two label outputs would admit their classes to a
-    capped class label output by output, where the calls read one at a time admit them
-    call by call.)
-
-    >>> {k: v.tolist() for k, v in _scalar_row_columns([("a", 0.5), ("b", 0.25)]).items()}
-    {'0': ['a', 'b'], '1': [0.5, 0.25]}
-    >>> _scalar_row_columns([("a", "b", 0.5)]) is None
-    True
-    """
-    first = results[0]
-    if not scalar_output_row(first) or set(map(len, results)) != {len(first)}:
-        return None
-    columns: dict[str, np.ndarray] = {}
-    labels = 0
-    for j, column in enumerate(zip(*results)):
-        array = scalar_column(column)
-        if array is None:
-            return None
-        labels += array.dtype.kind != "f"
-        if labels > 1:
-            return None
-        columns[str(j)] = array
-    return columns

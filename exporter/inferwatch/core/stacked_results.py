@@ -4,7 +4,7 @@ plain dtype, dicts of floats, tuples and dicts of 1-D float arrays, and the arra
 pandas and polars Series of one plain dtype. A drain then normalises them once, not call
 by call.
 
-:class:`StackedResults` is the base of
+:class:`StackedResults` is the first base of
 :class:`~inferwatch.core.prediction_batch.PredictionBatch`: its readers record through
 that class's own steps (``_normalized``, ``_add``, ``add_stacked``, ``add_results``,
 ``repeat_size``, ``_add_text_classes``). Apart from the batch because which results stack,
