@@ -53,6 +53,57 @@ class SparseResultTooLarge(Exception):
                          "values as dense rows")
 
 
+def is_sparse_kind(kind: type) -> bool:
+    """Whether `kind` is a scipy.sparse matrix or array class (told without importing
+    scipy).
+
+    >>> import scipy.sparse as sp
+    >>> is_sparse_kind(sp.csr_matrix), is_sparse_kind(sp.csr_array), is_sparse_kind(np.ndarray)
+    (True, True, False)
+    """
+    return kind.__module__.startswith("scipy.sparse") and hasattr(kind, "toarray") and \
+        hasattr(kind, "nnz")
+
+
+def sparse_dense_arrays(results: Sequence[object], finite: bool = False
+                        ) -> list[np.ndarray] | None:
+    """The dense arrays :func:`to_array` makes of many calls' 2-D scipy.sparse results
+    (a multi-label classifier's ``predict``, one sparse row a call), so that a
+    drain reads them as it reads the same arrays; None for any other results, for one past
+    the dense bounds (refused call by call), for dense rows that together would pass
+    ``MAX_SPARSE_RESULT_CELLS`` (a drain's joined copy stays as small as one call's may
+    be), and, with `finite`, for any non-finite value (whose row only the call's own
+    result tells back).
+
+    >>> import scipy.sparse as sp
+    >>> rows = [sp.csr_matrix([[0, 1]]), sp.csr_matrix([[1, 0]])]
+    >>> [a.tolist() for a in sparse_dense_arrays(rows)]
+    [[[0, 1]], [[1, 0]]]
+    >>> sparse_dense_arrays([sp.csr_matrix([[0.5, np.nan]])] * 2, finite=True) is None
+    True
+    """
+    kinds = set(map(type, results))
+    if not all(map(is_sparse_kind, kinds)):
+        return None
+    cells = 0
+    for result in results:
+        shape = result.shape  # type: ignore[attr-defined]
+        if len(shape) != 2 or shape[1] > MAX_SPARSE_RESULT_COLUMNS:
+            return None
+        cells += shape[0] * shape[1]
+    if cells > MAX_SPARSE_RESULT_CELLS:
+        return None
+    try:
+        arrays = [np.asarray(result.toarray()) for result in results]  # type: ignore[attr-defined]
+    except Exception:  # a result scipy will not densify: each call read alone, as before
+        return None
+    if finite:
+        numbers = [array for array in arrays if array.dtype.kind in "fc"]
+        if numbers and not np.isfinite(np.concatenate(numbers, axis=None)).all():
+            return None
+    return arrays
+
+
 def to_array(obj: object) -> np.ndarray:
     """A numpy view of arrays, lists, pandas objects and (CPU or GPU) tensors. Raises
     SparseResultTooLarge for a scipy.sparse matrix too large to read as dense rows.
