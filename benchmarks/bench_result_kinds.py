@@ -40,6 +40,7 @@ def _kinds() -> dict[str, tuple[Callable[[], object], dict]]:
         "numpy text array": (lambda: np.array(["fraud"]), labels),
         "numpy object array of text": (lambda: np.array(["fraud"], dtype=object), labels),
         "numpy masked array": (lambda: np.ma.masked_array([0.5], mask=[False]), {}),
+        "np.matrix row (a sparse matrix's .todense())": (lambda: np.asmatrix([[0.5, 0.25]]), {}),
         "numpy label matrix (multi-output classifier)": (lambda: np.array([[0, 1, 1]]), {}),
         "ONNX classifier [labels, probabilities]": (
             lambda: [np.array([1]), np.array([[0.3, 0.7]], dtype=np.float32)], {}),

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fold_checks import watched
-from inferwatch.core import outcome_rows, prediction_batch, result_arrays
+from inferwatch.core import outcome_rows, prediction_batch, record_arrays, result_arrays
 from test_outcomes_array_rows import _assert_same_samples, judged_after_drain
 from test_probability_rows_judged_per_call import _assert_same_figures
 from test_whole_class_columns_judged_per_call import _figures
@@ -95,8 +95,9 @@ def test_sparse_rows_record_what_each_call_read_alone_records(drain, order, task
     options = {} if max_classes is None else {"max_classes": max_classes}
     together = _figures(outputs, order, classes, request_ids, task, **options)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(prediction_batch, "sparse_dense_arrays", _none)
-        patch.setattr(outcome_rows, "sparse_dense_arrays", _none)
+        patch.setattr(prediction_batch, "plain_result_arrays", _none)
+        patch.setattr(outcome_rows, "plain_result_arrays", _none)
+        patch.setattr(record_arrays, "plain_result_arrays", _none)
         alone = _figures(outputs, order, classes, request_ids, task, **options)
     _assert_same_figures(together, alone)
 
@@ -131,8 +132,9 @@ def test_sparse_rows_under_request_ids_join_as_each_call_read_alone(drain, order
     model = _Classifier(classes)
     together = judged_after_drain(calls, model, task, 2**20, _first_cell)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(prediction_batch, "sparse_dense_arrays", _none)
-        patch.setattr(outcome_rows, "sparse_dense_arrays", _none)
+        patch.setattr(prediction_batch, "plain_result_arrays", _none)
+        patch.setattr(outcome_rows, "plain_result_arrays", _none)
+        patch.setattr(record_arrays, "plain_result_arrays", _none)
         alone = judged_after_drain(calls, model, task, 2**20, _first_cell)
     _assert_same_samples(together[0], alone[0])
     assert together[1] == alone[1]
@@ -143,12 +145,15 @@ def test_sparse_rows_are_read_as_their_dense_arrays(monkeypatch, request_ids):
     """The dense read is the one such a drain takes (a test of a path never taken would
     prove nothing): each call's sparse row is densified once, and the drain normalises
     them once, not once a call."""
-    offered = watched(monkeypatch, prediction_batch if not request_ids else outcome_rows,
-                      "sparse_dense_arrays", lambda found: found is not None)
+    # The request path reads 1-D ones as the one-array fold's arrays (record_arrays),
+    # others as the general path's (outcome_rows).
+    readers = (record_arrays, outcome_rows) if request_ids else (prediction_batch,)
+    offers = [watched(monkeypatch, module, "plain_result_arrays",
+                      lambda found: found is not None) for module in readers]
     normalized = watched(monkeypatch, prediction_batch.PredictionBatch, "_normalized")
     rows = [sp.csr_matrix(np.array([[0, 1, 1]])), sp.csr_matrix(np.array([[1, 0, 1]]))]
     figures = _figures(rows, [0, 1, 0, 1], None, request_ids, "auto")
-    assert offered == [True]
+    assert [took for offered in offers for took in offered] == [True]
     assert len(normalized) == 1
     assert dict(figures["classes"]) == {("0:0",): 2, ("0:1",): 2, ("1:1",): 2, ("1:0",): 2,
                                         ("2:1",): 4}
@@ -162,3 +167,18 @@ def test_a_drain_past_the_dense_bound_together_is_read_call_by_call(monkeypatch)
     assert result_arrays.sparse_dense_arrays(rows) is None
     assert [a.tolist() for a in result_arrays.sparse_dense_arrays(rows[:2])] == \
         [[[0, 1, 1]], [[0, 1, 1]]]
+
+
+@pytest.mark.parametrize("label", [1, 75001])
+def test_a_sparse_result_joins_its_outcome_as_its_dense_array_does(label):
+    """A call read alone: where the drain keeps no class of its row (an id past the
+    small-integer bound), its outcome is joined by the labels read off its result, which
+    for a sparse row are its dense array's (it was counted ``unsupported_prediction``)."""
+    dense = np.array([[label]])
+    as_dense = judged_after_drain([(dense, "r-0")], _Classifier(None), "auto", 2**20,
+                                  lambda result: label)
+    as_sparse = judged_after_drain([(sp.csr_matrix(dense), "r-0")], _Classifier(None), "auto",
+                                   2**20, lambda result: label)
+    assert as_sparse[1] == as_dense[1]
+    assert as_sparse[1]["r-0"][:2] == (f"('{label}',)", None)
+    _assert_same_samples(as_sparse[0], as_dense[0])

@@ -12,6 +12,7 @@ import numpy as np
 from inferwatch.core.dropped_rows import rows_with_missing_classes, values_with_dropped_rows
 from inferwatch.core.prediction_classes import class_labels
 from inferwatch.core.predictions import Prediction
+from inferwatch.core.result_arrays import plain_result
 
 
 def split_rows(prediction: Prediction, sizes: Sequence[int], result: object = None
@@ -28,6 +29,7 @@ def split_rows(prediction: Prediction, sizes: Sequence[int], result: object = No
     [(None, ((1.0, 10.0),)), (None, ((2.0, 20.0), (3.0, 30.0)))]
     """
     if result is not None:
+        result = plain_result(result)  # a sparse row, a masked array: as the drain read it
         labels = rows_with_missing_classes(prediction, result)
         if labels is not None:
             if len(sizes) == 1:

@@ -23,7 +23,7 @@ from inferwatch.core.array_rows import MAX_LABEL_CHARS
 from inferwatch.core.column_arrays import is_column
 from inferwatch.core.pending_calls import output_columns
 from inferwatch.core.records import label_column, records_as_columns
-from inferwatch.core.result_arrays import arrow_nulls
+from inferwatch.core.result_arrays import arrow_nulls, plain_result
 from inferwatch.core.result_arrays import is_missing as _is_missing
 from inferwatch.core.stacked_results import is_pandas_frame, is_pandas_series
 
@@ -95,6 +95,7 @@ def joinable_labels(result: Any) -> tuple[str | None, ...] | None:
     ...                  "score": np.array([0.9, 0.6])})
     (('1', 'x'), ('0', 'y'))
     """
+    result = plain_result(result)
     labelled = record_labels(result)
     if labelled is not None:
         return labelled

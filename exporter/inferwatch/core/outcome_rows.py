@@ -20,7 +20,7 @@ from inferwatch.core.call_rows import split_rows
 from inferwatch.core.categorical_calls import categorical_rows
 from inferwatch.core.classifier_batches import ClassifierResults
 from inferwatch.core.predictions import scalar_output_row
-from inferwatch.core.result_arrays import is_sparse_kind, sparse_dense_arrays
+from inferwatch.core.result_arrays import plain_result_arrays
 from inferwatch.core.stacked_results import (
     SEQUENCE_CLASSES,
     array_dict_columns,
@@ -54,11 +54,11 @@ class OutcomeRows(ClassifierResults):
         Many small 2-D float arrays of one width (one probability matrix per call) are
         normalised as one stacked matrix and split again by rows.
         """
-        if len(results) > 1 and is_sparse_kind(results[0].__class__):
-            # scipy.sparse rows (a multi-label classifier's): read as the dense arrays each
-            # call reads as, where no row of them is dropped for a non-finite value (whose
-            # place only the call's own result tells back).
-            arrays = sparse_dense_arrays(results, finite=True)
+        if len(results) > 1 and results[0].__class__ is not np.ndarray:
+            # scipy.sparse rows (a multi-label classifier's), np.matrix, masked arrays: read
+            # as the plain arrays each call reads as, where no row of them is dropped for a
+            # non-finite value (whose place only the call's own result tells back).
+            arrays = plain_result_arrays(results, finite=True)
             if arrays is not None:
                 results = arrays
         if len(results) > 1 and not probabilities and self.features is None and \

@@ -48,8 +48,7 @@ from inferwatch.core.predictions import (
 )
 from inferwatch.core.result_arrays import (
     SparseResultTooLarge,
-    is_sparse_kind,
-    sparse_dense_arrays,
+    plain_result_arrays,
 )
 from inferwatch.core.stacked_results import (
     DTYPE_OF,
@@ -183,7 +182,7 @@ class PredictionBatch(OutcomeRows):
             arrays = plain_series_arrays(results) if is_pandas_series(kind) else \
                 plain_polars_arrays(results) if is_polars_series(kind) else \
                 plain_arrow_arrays(results) if is_arrow_array(kind) else \
-                sparse_dense_arrays(results) if is_sparse_kind(kind) else None
+                plain_result_arrays(results)
             if arrays is not None:
                 self.add_results(arrays, probabilities, sizes_in_order, {np.ndarray})
                 return

@@ -25,6 +25,7 @@ import numpy as np
 from inferwatch.core.column_arrays import is_text_column
 from inferwatch.core.object_labels import arrow_text_rows
 from inferwatch.core.prediction_batch import FLOAT_SCALARS
+from inferwatch.core.result_arrays import plain_result_arrays
 from inferwatch.core.stacked_results import (
     DTYPE_OF,
     NDIM_OF,
@@ -41,7 +42,28 @@ def as_plain_arrays(results: list) -> list:
     """`results` as the arrays one of the readers below makes of them, or as they are."""
     return _arrow_text_as_arrays(_object_text_as_arrays(_column_numbers_as_arrays(
         _series_as_arrays(_text_labels_as_rows(_scalar_labels_as_rows(
-            _finite_floats_as_rows(results)))))))
+            _finite_floats_as_rows(_subclasses_as_arrays(results))))))))
+
+
+def _subclasses_as_arrays(results: list) -> list:
+    """`results` that are all 1-D masked arrays (or other 1-D ndarray subclasses), as the
+    plain arrays the general path reads each as
+    (:func:`~inferwatch.core.result_arrays.plain_result_arrays`), where none holds a NaN or
+    an infinity (a masked entry is NaN, whose row only the call's own result tells back);
+    any other `results` as they are.
+
+    >>> [row.tolist() for row in _subclasses_as_arrays([np.ma.masked_array([0.5])] * 2)]
+    [[0.5], [0.5]]
+    """
+    if len(results) < 2 or results[0].__class__ is np.ndarray or \
+            getattr(results[0], "ndim", None) != 1:
+        return results  # the one-array fold takes 1-D arrays: others are read past it
+    arrays = plain_result_arrays(results, finite=True)
+    return arrays if arrays is not None and set(map(NDIM_OF, arrays)) == _ONE_DIMENSION \
+        else results
+
+
+_ONE_DIMENSION = {1}
 
 
 def _finite_floats_as_rows(results: list) -> list:

@@ -104,6 +104,70 @@ def sparse_dense_arrays(results: Sequence[object], finite: bool = False
     return arrays
 
 
+def subclass_plain_arrays(results: Sequence[object], finite: bool = False
+                          ) -> list[np.ndarray] | None:
+    """The plain arrays :func:`to_array` makes of many calls' ndarray subclasses
+    (``np.matrix``, what ``.todense()`` gives; a masked array, its masked entries NaN, or
+    None among objects), so that a drain reads them as it reads the same arrays; None for
+    any other results, and, with `finite`, for any non-finite value (a masked entry among
+    numbers).
+
+    >>> rows = [np.ma.masked_array([0.5], mask=[False]), np.ma.masked_array([1, 2], mask=[0, 1])]
+    >>> [a.tolist() for a in subclass_plain_arrays(rows)]
+    [[0.5], [1.0, nan]]
+    >>> subclass_plain_arrays(rows, finite=True) is None
+    True
+    """
+    kinds = set(map(type, results))
+    # Raw bytes and ml_dtypes' floats (kind V) are widened before made plain: call by call.
+    if np.ndarray in kinds or not all(issubclass(kind, np.ndarray) for kind in kinds) or \
+            any(result.dtype.kind == "V" for result in results):  # type: ignore[attr-defined]
+        return None
+    from inferwatch.quality.plain_arrays import plain_array
+
+    arrays = [plain_array(result) for result in results]  # type: ignore[arg-type]
+    if finite:
+        numbers = [array for array in arrays if array.dtype.kind == "f"]
+        if numbers and not np.isfinite(np.concatenate(numbers, axis=None)).all():
+            return None
+    return arrays
+
+
+def plain_result_arrays(results: Sequence[object], finite: bool = False
+                        ) -> list[np.ndarray] | None:
+    """:func:`sparse_dense_arrays` of scipy.sparse results, :func:`subclass_plain_arrays`
+    of ndarray subclasses; None for any other results.
+
+    >>> plain_result_arrays([np.matrix([[1.0, 2.0]])] * 2)[0].tolist()
+    [[1.0, 2.0]]
+    """
+    first = results[0].__class__
+    if is_sparse_kind(first):
+        return sparse_dense_arrays(results, finite)
+    if first is not np.ndarray and issubclass(first, np.ndarray):
+        return subclass_plain_arrays(results, finite)
+    return None
+
+
+def plain_result(result: object) -> object:
+    """A scipy.sparse result, or an ndarray subclass (``np.matrix``, a masked array), as the
+    plain array the drain reads it as (:func:`to_array`), so that what is read off a
+    call's own result (its labels, the rows a read dropped) is read off that array; any
+    other result, and a sparse one past the dense bounds, as it is.
+
+    >>> import scipy.sparse as sp
+    >>> plain_result(sp.csr_matrix([[0, 1]])).tolist(), plain_result([1])
+    ([[0, 1]], [1])
+    """
+    cls = result.__class__
+    if cls is np.ndarray or not (is_sparse_kind(cls) or isinstance(result, np.ndarray)):
+        return result
+    try:
+        return to_array(result)
+    except SparseResultTooLarge:
+        return result
+
+
 def to_array(obj: object) -> np.ndarray:
     """A numpy view of arrays, lists, pandas objects and (CPU or GPU) tensors. Raises
     SparseResultTooLarge for a scipy.sparse matrix too large to read as dense rows.
