@@ -39,6 +39,9 @@ def _kinds() -> dict[str, tuple[Callable[[], object], dict]]:
         "numpy float array": (lambda: np.array([0.5]), {}),
         "numpy text array": (lambda: np.array(["fraud"]), labels),
         "numpy object array of text": (lambda: np.array(["fraud"], dtype=object), labels),
+        "bytes label (a scalar string tensor's numpy)": (lambda: b"fraud", labels),
+        "numpy object array of bytes (a string tensor's numpy)": (
+            lambda: np.array([b"fraud"], dtype=object), labels),
         "numpy masked array": (lambda: np.ma.masked_array([0.5], mask=[False]), {}),
         "np.matrix row (a sparse matrix's .todense())": (lambda: np.asmatrix([[0.5, 0.25]]), {}),
         "numpy label matrix (multi-output classifier)": (lambda: np.array([[0, 1, 1]]), {}),

@@ -22,6 +22,7 @@ import numpy as np
 from inferwatch.core.array_rows import MAX_LABEL_CHARS
 from inferwatch.core.column_arrays import is_column
 from inferwatch.core.pending_calls import output_columns
+from inferwatch.core.prediction_classes import bytes_text
 from inferwatch.core.records import label_column, records_as_columns
 from inferwatch.core.result_arrays import arrow_nulls, plain_result
 from inferwatch.core.result_arrays import is_missing as _is_missing
@@ -298,7 +299,9 @@ def class_text(value: Any) -> str:
     if isinstance(value, np.generic) or getattr(value, "ndim", None) == 0:
         value = scalar_value(value.item() if isinstance(value, np.generic) else value)
     if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
+        # As a class label's bytes are read (bytes_text): a byte that is not UTF-8 is its
+        # escape, so two labels stay two (U+FFFD made b"\xfe" and b"\xff" one).
+        return bytes_text(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # a label 1.0 from a float column matches class "1"
     elif isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():

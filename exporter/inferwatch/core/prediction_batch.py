@@ -75,7 +75,7 @@ if TYPE_CHECKING:
 FLOAT_SCALARS = frozenset({float, np.float64, np.float32, np.float16})
 _INT_SCALARS = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64, np.uint32,
                           np.uint16, np.uint8})
-_CLASS_SCALARS = _INT_SCALARS | {bool, str, np.bool_, np.str_}
+_CLASS_SCALARS = _INT_SCALARS | {bool, str, bytes, np.bool_, np.str_}
 _LIST_ONLY = {list}
 _ARRAY_ONLY = {np.ndarray}
 _DICT_ONLY = {dict}

@@ -340,6 +340,11 @@ def _object_text_classes(prediction: Prediction, labels: np.ndarray,
                 subclassed = subclassed or type(value) is not str
         elif value is None or is_missing(value):
             missing = True
+        elif isinstance(value, (bytes, bytearray)):
+            # Text as bytes (a TensorFlow string tensor's numpy): judged as its text, as a
+            # numpy bytes array's labels are.
+            return _object_text_classes(prediction, _bytes_decoded(labels), known_classes,
+                                        prefix)
         else:
             # 1, 1.0 and True are one key of a set: numbers are judged row by row.
             return None
@@ -486,8 +491,8 @@ def count_text_values(prediction: Prediction, by_value: Mapping[object, int],
 
     >>> from inferwatch.core.predictions import Prediction
     >>> p = Prediction()
-    >>> count_text_values(p, {"a": 2, None: 1, "x": 1}, {"a"}), p.invalid
-    ({'a': 2}, {'nan': 1, 'unsupported_type': 1})
+    >>> count_text_values(p, {"a": 2, None: 1, "x": 1, b"a": 1}, {"a"}), p.invalid
+    ({'a': 3}, {'nan': 1, 'unsupported_type': 1})
     """
     counts: dict[str, int] = {}
     unsupported = missing = 0
@@ -495,6 +500,12 @@ def count_text_values(prediction: Prediction, by_value: Mapping[object, int],
         if isinstance(value, str):
             if value in known_classes:
                 label = str.__str__(value)  # a str subclass by its characters
+                counts[label] = counts.get(label, 0) + count
+            else:
+                unsupported += count
+        elif isinstance(value, (bytes, bytearray)):  # read as its text, as admit_classes
+            label = bytes_text(value)
+            if label in known_classes:
                 counts[label] = counts.get(label, 0) + count
             else:
                 unsupported += count
@@ -508,8 +519,22 @@ def count_text_values(prediction: Prediction, by_value: Mapping[object, int],
     return counts
 
 
+def _bytes_decoded(labels: np.ndarray) -> np.ndarray:
+    """An array of Python objects with each bytes value made its text (:func:`bytes_text`).
+
+    >>> _bytes_decoded(np.array([b"cat", None, "dog"], dtype=object)).tolist()
+    ['cat', None, 'dog']
+    """
+    decoded = np.empty(labels.size, dtype=object)
+    decoded[:] = [bytes_text(value) if isinstance(value, (bytes, bytearray)) else value
+                  for value in labels.reshape(-1).tolist()]
+    return decoded
+
+
 def _object_class(value: object, known_classes: Collection[str]) -> str | None:
     """The label of one Python value, or None when it is not a plausible class."""
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes_text(value)  # as a numpy bytes array's label is read
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
     if isinstance(value, (int, np.integer)):

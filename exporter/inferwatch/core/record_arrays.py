@@ -25,6 +25,7 @@ import numpy as np
 from inferwatch.core.column_arrays import is_text_column
 from inferwatch.core.object_labels import arrow_text_rows
 from inferwatch.core.prediction_batch import FLOAT_SCALARS
+from inferwatch.core.prediction_classes import bytes_text
 from inferwatch.core.result_arrays import plain_result_arrays
 from inferwatch.core.stacked_results import (
     DTYPE_OF,
@@ -212,12 +213,16 @@ def _text_labels_as_rows(results: list) -> list:
     [['cat'], ['dog', 'owl']]
     >>> _text_labels_as_rows(["cat", "a\\x00"])
     ['cat', 'a\\x00']
+    >>> [row.tolist() for row in _text_labels_as_rows([b"cat", b"r-\\xff"])]
+    [['cat'], ['r-\\\\xff']]
     """
     if not results:
         return results
     kinds = set(map(type, results))
     if kinds <= _TEXT_SCALARS:
         labels = results
+    elif kinds == _BYTES_ONLY:  # a scalar string tensor's numpy: its text, as a label's
+        labels = list(map(bytes_text, results))
     elif kinds == _LIST_ONLY and all(results):
         labels = list(itertools.chain.from_iterable(results))
         if not set(map(type, labels)) <= _TEXT_SCALARS:
@@ -244,6 +249,7 @@ _ONE_ROW = {1}
 
 
 _TEXT_SCALARS = frozenset({str, np.str_})
+_BYTES_ONLY = {bytes}
 
 
 def _series_as_arrays(results: list) -> list:
@@ -326,13 +332,19 @@ def _object_text_as_arrays(results: list) -> list:
             0 < result.shape[0] <= _OBJECT_ROWS_MAX for result in results):
         return results
     labels = (np.concatenate(results) if len(results) > 1 else results[0]).tolist()
-    if set(map(type, labels)) != _STR_ONLY:
+    kinds = set(map(type, labels))
+    if kinds and kinds <= _STR_OR_BYTES and kinds != _STR_ONLY:
+        # Text as bytes (a string tensor's numpy): each its text, as its label is read.
+        labels = [bytes_text(label) if label.__class__ is bytes else label
+                  for label in labels]
+    elif kinds != _STR_ONLY:
         return results  # missing rows, numbers among the text: read call by call
     rows = _text_rows(labels, [result.shape[0] for result in results])
     return results if rows is None else rows
 
 
 _NDARRAY_ONLY = {np.ndarray}
+_STR_OR_BYTES = frozenset({str, bytes})
 
 
 def _arrow_text_as_arrays(results: list) -> list:
