@@ -24,6 +24,7 @@ _LABELS = {
     "uint8": st.integers(0, 3),
     "bool": st.booleans(),
     "<U6": st.sampled_from(["cat", "dog", "x@y.z", "", "chat"]),
+    "|S5": st.sampled_from([b"cat", b"dog", b"r-\xff", b""]),
     # Text as Python objects, now and then a number or None among it (call by call then).
     "object": st.sampled_from(["cat", "dog", "chat", "x@y.z", "cat", 1, 0.5, 2.0, None, True]),
 }

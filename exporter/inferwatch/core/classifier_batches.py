@@ -21,6 +21,7 @@ import numpy as np
 from inferwatch.core.call_rows import split_rows
 from inferwatch.core.class_probabilities import binary_rows, two_classes
 from inferwatch.core.classifier_outputs import joined_classifier_outputs
+from inferwatch.core.outcome_labels import kept_label
 from inferwatch.core.predictions import MAX_LABEL_COLUMNS
 from inferwatch.core.stacked_results import StackedResults
 
@@ -170,12 +171,14 @@ class ClassifierResults(StackedResults):
         self._add(prediction, sizes)
         return rows
 
-    def _label_matrix_records(self, results: Sequence[object]) -> list[None] | None:
+    def _label_matrix_records(self, results: Sequence[object]
+                              ) -> list[tuple[tuple, None]] | None:
         """Many calls' label matrices of one width and kind (a multi-output classifier's
         ``predict`` under ``request_id=``) recorded as one stack
-        (:meth:`_add_label_matrices`). Each call's labels lie in several outputs, so no call
-        has rows an outcome joins by (each is joined by its own result, as when read
-        alone): None for each. None, recording nothing, for any other results."""
+        (:meth:`_add_label_matrices`), and each call's rows for its outcome: its labels
+        lie in several outputs, so it is joined by the labels of its own result, a tuple
+        of its outputs' labels a row (what ``joinable_labels`` reads off one matrix), read
+        here off the stack at once. None, recording nothing, for any other results."""
         first = results[0]
         if first.__class__ is not np.ndarray or first.ndim != 2 or \
                 not 2 <= first.shape[1] <= MAX_LABEL_COLUMNS or first.dtype.kind not in "iubUSO":
@@ -187,8 +190,11 @@ class ClassifierResults(StackedResults):
         stacked = np.concatenate(results)
         if not text_cells(stacked):
             return None
-        self._add_label_matrices(stacked, [r.shape[0] for r in results])
-        return [None] * len(results)
+        sizes = [r.shape[0] for r in results]
+        self._add_label_matrices(stacked, sizes)
+        rows = label_matrix_rows(stacked)
+        ends = np.cumsum(sizes).tolist()
+        return [(tuple(rows[end - size:end]), None) for size, end in zip(sizes, ends)]
 
 
 _STR_ONLY = {str}
@@ -219,3 +225,19 @@ def _call_order(sizes: Sequence[int], width: int) -> np.ndarray:
     within = np.arange(total * width) - np.repeat(np.cumsum(cells) - cells, cells)
     column, row = np.divmod(within, rows[call])
     return column * total + (np.cumsum(rows) - rows)[call] + row
+
+
+def label_matrix_rows(stacked: np.ndarray) -> list[tuple[str, ...]]:
+    """Each row of a label matrix as the tuple of its labels' text an outcome joins it by
+    (``kept_label`` of each cell, as ``joinable_labels`` reads one matrix), each distinct
+    label's text made once.
+
+    >>> label_matrix_rows(np.array([[0, 1], [1, 1]]))
+    [('0', '1'), ('1', '1')]
+    """
+    if not stacked.size:
+        return [()] * stacked.shape[0]
+    distinct, inverse = np.unique(stacked.reshape(-1), return_inverse=True)
+    texts = np.empty(distinct.size, dtype=object)
+    texts[:] = list(map(kept_label, distinct.tolist()))
+    return list(map(tuple, texts[inverse.reshape(-1)].reshape(stacked.shape).tolist()))

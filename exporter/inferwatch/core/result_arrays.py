@@ -138,8 +138,8 @@ def plain_result_arrays(results: Sequence[object], finite: bool = False
     """:func:`sparse_dense_arrays` of scipy.sparse results, :func:`subclass_plain_arrays`
     of ndarray subclasses; None for any other results.
 
-    >>> plain_result_arrays([np.matrix([[1.0, 2.0]])] * 2)[0].tolist()
-    [[1.0, 2.0]]
+    >>> plain_result_arrays([np.ma.masked_array([1.0, 2.0], mask=[0, 1])] * 2)[0].tolist()
+    [1.0, nan]
     """
     first = results[0].__class__
     if is_sparse_kind(first):
