@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import inferwatch
 from conftest import Scraper
 from fold_checks import watched
+from inferwatch.core import record_joins
 from inferwatch.core.prediction_batch import PredictionBatch
 from test_outcomes_array_rows import _assert_same_samples, _entries, _recorded
 
@@ -34,8 +35,9 @@ class _Classifier:
 
 def _first_class(result) -> int:
     """An outcome for a call: its first probability's class, as a 0/1 label."""
-    first = np.ravel(result[0] if isinstance(result, (list, tuple)) else
-                     np.asarray(result, dtype=np.float64))[0]
+    cells = np.ravel(result[0] if isinstance(result, (list, tuple)) else
+                     np.asarray(result, dtype=np.float64))
+    first = cells[0] if cells.size else 1.0  # a call of no rows: any label
     return int(first > 0.5) if first == first else 0
 
 
@@ -68,6 +70,7 @@ def _alone(outputs, order, classes, request_ids):
                       lambda self, results, split=False: None)
         patch.setattr(PredictionBatch, "_add_probability_frames",
                       lambda self, results, split=False: None)
+        patch.setattr(record_joins, "_joined_top_classes", lambda records, read: None)
         return _judged(outputs, order, classes, request_ids)
 
 
@@ -143,9 +146,11 @@ def _output_matrices(draw) -> tuple[list, object]:
     container = draw(st.sampled_from([list, tuple]))
     calls = []
     for _ in range(draw(st.integers(1, 4))):
-        rows = draw(st.integers(1, 2))
+        rows = draw(st.integers(0, 2))
+        own = widths if draw(st.integers(0, 7)) else [w % 3 + 1 for w in widths]
         calls.append(container([np.array([[draw(_VALUE) for _ in range(width)]
-                                           for _ in range(rows)]) for width in widths]))
+                                           for _ in range(rows)]).reshape(rows, width)
+                                for width in own]))
     classes = draw(st.sampled_from([None, [np.array([0, 1])] * outputs, [0, 1]]))
     return calls, classes
 
@@ -160,14 +165,25 @@ def _output_matrices(draw) -> tuple[list, object]:
 @example(([[np.array([[0.3, 0.7]])], [np.array([[np.nan, 0.5]])]], None), [0, 1, 0], True)
 @example(([[np.array([[0.3, 0.7]]), np.array([[0.6, 0.4], [0.5, 0.5]])],
            [np.array([[0.1, 0.9]]), np.array([[0.2, 0.8]])]], None), [0, 1], False)
+@example(([[np.array([[0.3, 0.7]]), np.array([[0.6, 0.4], [0.5, 0.5]])],
+           [np.array([[0.1, 0.9]]), np.array([[0.2, 0.8]])]], None), [0, 1], True)
+@example(([[np.array([[0.3, 0.7]]), np.array([[0.6, 0.4], [0.5, 0.5]])],
+           [np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([[0.2, 0.8]])]], None), [0, 1],
+         True)  # outputs of other rows in each call, the same rows in all together
+@example(([[np.array([[0.3, 0.7]]), np.array([[0, 1]])],
+           [np.array([[0.1, 0.9]]), np.array([[0.2, 0.8]])]], None), [0, 1], True)
 def test_output_matrices_record_what_each_call_read_alone_records(calls, order, request_ids):
     """``MultiOutputClassifier.predict_proba`` (about 39 us of drain a call read alone)."""
     _assert_read_as_alone(*calls, order, request_ids)
 
 
 def test_output_matrices_are_read_as_one_per_output(monkeypatch):
+    """On both paths; under ``request_id=`` each call's top classes per output, which its
+    outcome joins by, are read off the joined matrices too."""
     taken = watched(monkeypatch, PredictionBatch, "_add_output_matrices",
                     lambda found: found is not None)
+    tops = watched(monkeypatch, record_joins, "_joined_top_classes",
+                   lambda found: found is not None)
     calls = [[np.array([[0.3, 0.7]]), np.array([[0.6, 0.4]])],
              [np.array([[0.1, 0.9]]), np.array([[0.2, 0.8]])]]
     for request_ids in (False, True):
@@ -175,6 +191,7 @@ def test_output_matrices_are_read_as_one_per_output(monkeypatch):
         assert series[("inferwatch_predicted_class_total",
                        (("class", "0:1"), ("model", "m"), ("model_version", "1")))] == 3
     assert taken == [True, True]
+    assert tops == [True]
 
 
 @st.composite

@@ -118,6 +118,58 @@ def _top_classes_per_output(result: list | tuple,
     return tuple(columns[0]) if len(columns) == 1 else tuple(zip(*columns))
 
 
+def _joined_top_classes(records: list[RequestRecord],
+                        read_class_names: Callable[[], Sequence[object] | None]
+                        ) -> list[tuple] | None:
+    """:func:`_top_classes_per_output` of each record's ``predict_proba`` answer, where
+    every one is a list (or tuple) of float matrices of the same widths, one per output
+    (a drain of ``MultiOutputClassifier.predict_proba`` calls), read off the matrices
+    joined per output at once and split by the rows of each call: each row's classes are
+    its own, so the same tuples. None for any other answers, which join_row reads one by
+    one.
+
+    >>> from inferwatch.core.request_record import RequestRecord
+    >>> def record(*matrices):
+    ...     made = RequestRecord(0.01, request_id="r-1")
+    ...     made.prediction = list(matrices)
+    ...     return made
+    >>> one, two = np.array([[0.9, 0.1]]), np.array([[0.2, 0.8], [0.6, 0.4]])
+    >>> _joined_top_classes([record(one, one), record(two, two)], lambda: None)
+    [(('0', '0'),), (('1', '1'), ('0', '0'))]
+    """
+    if len(records) < 2:
+        return None
+    first = records[0].prediction
+    container = first.__class__
+    if container not in _OUTPUT_LISTS or not first:
+        return None
+    widths = [part.shape[1] if part.__class__ is np.ndarray and part.ndim == 2 else -1
+              for part in first]
+    sizes = []
+    for record in records:
+        answer = record.prediction
+        if answer.__class__ is not container or len(answer) != len(widths):
+            return None
+        rows = answer[0].shape[0] if answer[0].__class__ is np.ndarray else -1
+        if not all(part.__class__ is np.ndarray and part.shape == (rows, width) and
+                   width > 0 and part.dtype.kind == "f" for part, width in zip(answer, widths)):
+            return None
+        sizes.append(rows)
+    try:
+        joined = _top_classes_per_output(
+            [np.concatenate([r.prediction[j] for r in records]) for j in range(len(widths))],
+            read_class_names)
+    except Exception:  # read one by one instead, each fault counted as join_row counts it
+        return None
+    if joined is None:
+        return None
+    ends = np.cumsum(sizes).tolist()
+    return [joined[end - size:end] for size, end in zip(sizes, ends)]
+
+
+_OUTPUT_LISTS = frozenset((list, tuple))
+
+
 class JoinsInOrder:
     """The outcome cache's entries for one drain's records of one kind, remembered in the
     order of their calls (the cache evicts the oldest first), though the folds that read
@@ -183,9 +235,13 @@ def general_joins(joins: JoinsInOrder, records: list[RequestRecord], rows: list,
     column) by its first rows' labels read at C speed, where the general path reads them
     one Python call per row (:func:`label_output_rows`)."""
     unlabelled = _frames_without_label(records)
-    for record, row in zip(records, rows):
+    tops = _joined_top_classes(records, read_class_names) if probabilities else None
+    for at, (record, row) in enumerate(zip(records, rows)):
         request_id = record.request_id
         if request_id is None:
+            continue
+        if tops is not None:  # join_row's top classes per output, read for all at once
+            yield record, (request_id, tops[at], None, record.started_at)
             continue
         if unlabelled and row is not None:
             # A frame without a "label" column: no label output to read (both readers
