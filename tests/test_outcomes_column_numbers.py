@@ -1,6 +1,6 @@
 """A model returning a pyarrow array or a polars Series of numbers per call: a drain reads
 many such calls as their numpy arrays at once, on the plain path
-(``stacked_results.plain_arrow_arrays``) and under ``request_id=``
+(``library_columns.plain_arrow_arrays``) and under ``request_id=``
 (``record_arrays._column_numbers_as_arrays``). Read one call at a time they cost 8 to
 16 us of drain each. What is recorded, the rows kept for each id and the outcomes judged
 must be what reading each call alone makes: compared with the general path on random

@@ -24,8 +24,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from inferwatch.core.library_columns import ARRAY_OF, DTYPE_OF, NDARRAY_ONLY
 from inferwatch.core.prediction_classes import MAX_DECLARED_CATEGORIES
-from inferwatch.core.stacked_results import ARRAY_OF, DTYPE_OF, NDARRAY_ONLY, NDIM_OF
+from inferwatch.core.stacked_results import NDIM_OF
 
 _CODES = operator.attrgetter("codes")
 _CATEGORIES = operator.attrgetter("categories")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from inferwatch.core.stacked_results import is_pandas_series
+from inferwatch.core.library_columns import is_pandas_series
 
 
 def is_column(kind: type) -> bool:

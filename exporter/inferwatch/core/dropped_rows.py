@@ -13,12 +13,12 @@ from collections.abc import Mapping
 import numpy as np
 
 from inferwatch.core.column_arrays import is_column, numeric_column_array
+from inferwatch.core.library_columns import is_pandas_frame
 from inferwatch.core.pending_calls import output_columns, output_rows
 from inferwatch.core.prediction_classes import as_text
 from inferwatch.core.predictions import Prediction, normalize  # noqa: F401  (doctests)
 from inferwatch.core.records import records_as_columns
 from inferwatch.core.result_arrays import is_missing, missing_as_nan, to_array
-from inferwatch.core.stacked_results import is_pandas_frame
 
 
 def values_with_dropped_rows(prediction: Prediction, result: object

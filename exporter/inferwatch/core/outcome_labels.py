@@ -21,12 +21,12 @@ import numpy as np
 
 from inferwatch.core.array_rows import MAX_LABEL_CHARS
 from inferwatch.core.column_arrays import is_column
+from inferwatch.core.library_columns import is_pandas_frame, is_pandas_series
 from inferwatch.core.pending_calls import output_columns
 from inferwatch.core.prediction_classes import bytes_text
 from inferwatch.core.records import label_column, records_as_columns
 from inferwatch.core.result_arrays import arrow_nulls, plain_result
 from inferwatch.core.result_arrays import is_missing as _is_missing
-from inferwatch.core.stacked_results import is_pandas_frame, is_pandas_series
 
 # Labels a classifier's bools and 0/1 stand for alike (scikit-learn's accuracy_score
 # counts True against 1 as correct).

@@ -19,16 +19,18 @@ import numpy as np
 from inferwatch.core.call_rows import split_rows
 from inferwatch.core.categorical_calls import categorical_rows
 from inferwatch.core.classifier_batches import ClassifierResults
+from inferwatch.core.library_columns import (
+    is_pandas_frame,
+    is_pandas_series,
+    is_polars_frame,
+    is_polars_series,
+)
 from inferwatch.core.predictions import scalar_output_row
 from inferwatch.core.result_arrays import plain_result_arrays
 from inferwatch.core.stacked_results import (
     SEQUENCE_CLASSES,
     array_dict_columns,
     array_tuple_columns,
-    is_pandas_frame,
-    is_pandas_series,
-    is_polars_frame,
-    is_polars_series,
     one_dict_rows,
     scalar_column,
     scalar_dict_columns,

@@ -21,16 +21,16 @@ from inferwatch.core.column_arrays import (
     numeric_column_array,
     rows_as_array,
 )
-from inferwatch.core.output_bytes import OutputsLayout, StackedOutputs
-from inferwatch.core.stacked_results import (
+from inferwatch.core.library_columns import (
     DTYPE_OF,
     SERIES_VALUES,
-    SHAPE_OF,
     frame_dtypes,
     is_pandas_frame,
     is_pandas_series,
     plain_series_arrays,
 )
+from inferwatch.core.output_bytes import OutputsLayout, StackedOutputs
+from inferwatch.core.stacked_results import SHAPE_OF
 from inferwatch.frame_values import FrameValues
 
 # A numpy result with more rows than this is drained in slices of this many rows, each under

@@ -29,6 +29,17 @@ from inferwatch.core.class_probabilities import (
 )
 from inferwatch.core.classifier_batches import text_cells
 from inferwatch.core.column_arrays import is_text_column
+from inferwatch.core.library_columns import (
+    DTYPE_OF,
+    is_arrow_array,
+    is_pandas_frame,
+    is_pandas_series,
+    is_polars_frame,
+    is_polars_series,
+    plain_arrow_arrays,
+    plain_polars_arrays,
+    plain_series_arrays,
+)
 from inferwatch.core.object_labels import arrow_text_counts
 from inferwatch.core.options import VALUE_BUCKETS
 from inferwatch.core.outcome_rows import OutcomeRows, scalar_row_columns
@@ -50,19 +61,7 @@ from inferwatch.core.result_arrays import (
     SparseResultTooLarge,
     plain_result_arrays,
 )
-from inferwatch.core.stacked_results import (
-    DTYPE_OF,
-    SEQUENCES,
-    SHAPE_OF,
-    is_arrow_array,
-    is_pandas_frame,
-    is_pandas_series,
-    is_polars_frame,
-    is_polars_series,
-    plain_arrow_arrays,
-    plain_polars_arrays,
-    plain_series_arrays,
-)
+from inferwatch.core.stacked_results import SEQUENCES, SHAPE_OF
 from inferwatch.core.state import ModelState, float_array
 from inferwatch.core.whole_class_calls import calls_read_alike
 

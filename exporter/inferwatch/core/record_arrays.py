@@ -23,13 +23,8 @@ import itertools
 import numpy as np
 
 from inferwatch.core.column_arrays import is_text_column
-from inferwatch.core.object_labels import arrow_text_rows
-from inferwatch.core.prediction_batch import FLOAT_SCALARS
-from inferwatch.core.prediction_classes import bytes_text
-from inferwatch.core.result_arrays import plain_result_arrays
-from inferwatch.core.stacked_results import (
+from inferwatch.core.library_columns import (
     DTYPE_OF,
-    NDIM_OF,
     is_arrow_array,
     is_pandas_series,
     is_polars_series,
@@ -37,6 +32,11 @@ from inferwatch.core.stacked_results import (
     plain_polars_arrays,
     plain_series_arrays,
 )
+from inferwatch.core.object_labels import arrow_text_rows
+from inferwatch.core.prediction_batch import FLOAT_SCALARS
+from inferwatch.core.prediction_classes import bytes_text
+from inferwatch.core.result_arrays import plain_result_arrays
+from inferwatch.core.stacked_results import NDIM_OF
 
 
 def as_plain_arrays(results: list) -> list:
@@ -255,7 +255,7 @@ _BYTES_ONLY = {bytes}
 def _series_as_arrays(results: list) -> list:
     """`results` that are all pandas Series of one plain numpy dtype (a function returning
     ``pd.Series(model.predict(x))``) as their arrays, which is how the general path reads
-    each (:func:`~inferwatch.core.stacked_results.plain_series_arrays`: a Series' name and
+    each (:func:`~inferwatch.core.library_columns.plain_series_arrays`: a Series' name and
     index name no output); Series of text (objects or pandas' own text dtypes) as arrays
     of that text when every row is text, none ending in NUL (:func:`_text_labels_as_rows`'
     rule); any other `results` as they are."""

@@ -17,6 +17,13 @@ import numpy as np
 from inferwatch import faults
 from inferwatch.core.array_rows import ArrayRows
 from inferwatch.core.column_arrays import is_column
+from inferwatch.core.library_columns import (
+    SERIES_VALUES,
+    is_pandas_frame,
+    is_pandas_series,
+    is_polars_series,
+    same_columns,
+)
 from inferwatch.core.object_labels import (
     arrow_holds_labels,
     arrow_label_rows,
@@ -27,13 +34,6 @@ from inferwatch.core.outcome_labels import joinable_labels, kept_label, record_l
 from inferwatch.core.outcome_sizes import row_bytes
 from inferwatch.core.records import label_column
 from inferwatch.core.result_arrays import categorical_codes
-from inferwatch.core.stacked_results import (
-    SERIES_VALUES,
-    is_pandas_frame,
-    is_pandas_series,
-    is_polars_series,
-    same_columns,
-)
 
 if TYPE_CHECKING:
     from inferwatch.core.outcomes import OutcomeJoiner
