@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from fold_checks import watched
 from inferwatch.core import outcome_rows, prediction_batch, record_arrays
+from test_label_matrices_drain_stacked import _Classifier
 from test_outcomes_array_rows import _assert_same_samples, judged_after_drain
-from test_probability_rows_judged_per_call import _assert_same_figures
+from test_sparse_results_drain_stacked import assert_joined_as_alone, assert_recorded_as_alone
 from test_whole_class_columns_judged_per_call import _figures
 
 # np.matrix is what users' libraries still return: its deprecation notice is theirs to see.
@@ -60,10 +61,6 @@ def _drains(draw) -> tuple[list[np.ndarray], object]:
     return outputs, classes
 
 
-def _none(results, finite=False):
-    return None
-
-
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(_drains(), st.lists(st.integers(0, 4), min_size=2, max_size=12),
@@ -77,31 +74,13 @@ def test_array_subclasses_record_what_each_call_read_alone_records(drain, order,
                                                                    request_ids, max_classes):
     """The series of one drain, plain or each call under a request id, with a class cap
     of a few classes too."""
-    outputs, classes = drain
-    order = [i % len(outputs) for i in order]
-    options = {} if max_classes is None else {"max_classes": max_classes}
-    together = _figures(outputs, order, classes, request_ids, task, **options)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(prediction_batch, "plain_result_arrays", _none)
-        patch.setattr(outcome_rows, "plain_result_arrays", _none)
-        patch.setattr(record_arrays, "plain_result_arrays", _none)
-        alone = _figures(outputs, order, classes, request_ids, task, **options)
-    _assert_same_figures(together, alone)
+    assert_recorded_as_alone(*drain, order, task, request_ids, max_classes)
 
 
 def _first_cell(result) -> object:
     cells = np.asarray(result).reshape(-1)
     first = cells[0] if cells.size else 1
     return first.item() if isinstance(first, np.generic) else first
-
-
-class _Classifier:
-    def __init__(self, classes):
-        if classes is not None:
-            self.classes_ = np.array(classes)
-
-    def predict(self, x, request_id=None):
-        return x
 
 
 @settings(max_examples=80, deadline=None,
@@ -116,17 +95,7 @@ def test_array_subclasses_under_request_ids_join_as_each_call_read_alone(drain, 
     """Under ``request_id=``: the series, each id's entry and the outcomes judged. A masked
     entry (NaN) keeps the drain call by call: the row it drops is put back in its place
     only by the call's own result."""
-    outputs, classes = drain
-    calls = [(outputs[i % len(outputs)], f"r-{n}") for n, i in enumerate(order)]
-    model = _Classifier(classes)
-    together = judged_after_drain(calls, model, task, 2**20, _first_cell)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(prediction_batch, "plain_result_arrays", _none)
-        patch.setattr(outcome_rows, "plain_result_arrays", _none)
-        patch.setattr(record_arrays, "plain_result_arrays", _none)
-        alone = judged_after_drain(calls, model, task, 2**20, _first_cell)
-    _assert_same_samples(together[0], alone[0])
-    assert together[1] == alone[1]
+    assert_joined_as_alone(*drain, order, task, _first_cell)
 
 
 @pytest.mark.parametrize("request_ids", [False, True])

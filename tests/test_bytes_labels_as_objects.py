@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from inferwatch.core import prediction_batch
 from inferwatch.core.prediction_classes import bytes_text
+from test_label_matrices_drain_stacked import _Classifier
 from test_outcomes_array_rows import _assert_same_samples, judged_after_drain
 from test_probability_rows_judged_per_call import _assert_same_figures
 from test_whole_class_columns_judged_per_call import _figures
@@ -64,15 +65,6 @@ def test_bytes_labels_record_what_the_same_labels_as_text_record(outputs, order,
     as_text = _figures([_as_text(o) for o in outputs], order, classes, request_ids, task,
                        **options)
     _assert_same_figures(as_bytes, as_text)
-
-
-class _Classifier:
-    def __init__(self, classes):
-        if classes is not None:
-            self.classes_ = np.array(classes)
-
-    def predict(self, x, request_id=None):
-        return x
 
 
 @settings(max_examples=80, deadline=None,

@@ -7,6 +7,8 @@ call alone gives."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 
 from fold_checks import watched
 from inferwatch.core import outcome_rows, prediction_batch, record_arrays, result_arrays
+from test_label_matrices_drain_stacked import _Classifier
 from test_outcomes_array_rows import _assert_same_samples, judged_after_drain
 from test_probability_rows_judged_per_call import _assert_same_figures
 from test_whole_class_columns_judged_per_call import _figures
@@ -75,6 +78,39 @@ def _none(results, finite=False):
     return None
 
 
+@contextlib.contextmanager
+def each_call_alone():
+    """Every reader of a drain's sparse rows and ndarray subclasses together off: each
+    call read alone, as before they were read together."""
+    with pytest.MonkeyPatch.context() as patch:
+        for module in (prediction_batch, outcome_rows, record_arrays):
+            patch.setattr(module, "plain_result_arrays", _none)
+        yield
+
+
+def assert_recorded_as_alone(outputs, classes, order, task, request_ids, max_classes) -> None:
+    """The series of one drain of these calls, read together where it may be, are those
+    of the same calls read one by one."""
+    order = [i % len(outputs) for i in order]
+    options = {} if max_classes is None else {"max_classes": max_classes}
+    together = _figures(outputs, order, classes, request_ids, task, **options)
+    with each_call_alone():
+        alone = _figures(outputs, order, classes, request_ids, task, **options)
+    _assert_same_figures(together, alone)
+
+
+def assert_joined_as_alone(outputs, classes, order, task, outcome) -> None:
+    """Under ``request_id=``: the series, each id's entry and the outcomes judged (by
+    ``outcome(result)``) of a drain of these calls are those of the calls read alone."""
+    calls = [(outputs[i % len(outputs)], f"r-{n}") for n, i in enumerate(order)]
+    model = _Classifier(classes)
+    together = judged_after_drain(calls, model, task, 2**20, outcome)
+    with each_call_alone():
+        alone = judged_after_drain(calls, model, task, 2**20, outcome)
+    _assert_same_samples(together[0], alone[0])
+    assert together[1] == alone[1]
+
+
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(_drains(), st.lists(st.integers(0, 4), min_size=2, max_size=12),
@@ -90,31 +126,13 @@ def test_sparse_rows_record_what_each_call_read_alone_records(drain, order, task
                                                               request_ids, max_classes):
     """The series of one drain, plain or each call under a request id, with a class cap
     of a few classes too (which classes keep a series is which came first)."""
-    outputs, classes = drain
-    order = [i % len(outputs) for i in order]
-    options = {} if max_classes is None else {"max_classes": max_classes}
-    together = _figures(outputs, order, classes, request_ids, task, **options)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(prediction_batch, "plain_result_arrays", _none)
-        patch.setattr(outcome_rows, "plain_result_arrays", _none)
-        patch.setattr(record_arrays, "plain_result_arrays", _none)
-        alone = _figures(outputs, order, classes, request_ids, task, **options)
-    _assert_same_figures(together, alone)
+    assert_recorded_as_alone(*drain, order, task, request_ids, max_classes)
 
 
 def _first_cell(result) -> object:
     dense = result.toarray().reshape(-1)
     first = dense[0] if dense.size else 1
     return first.item() if isinstance(first, np.generic) else first
-
-
-class _Classifier:
-    def __init__(self, classes):
-        if classes is not None:
-            self.classes_ = np.array(classes)
-
-    def predict(self, x, request_id=None):
-        return x
 
 
 @settings(max_examples=80, deadline=None,
@@ -127,17 +145,7 @@ def test_sparse_rows_under_request_ids_join_as_each_call_read_alone(drain, order
     """Under ``request_id=``: the series, each id's entry (the rows its outcome joins by)
     and the outcomes judged. A NaN among the rows keeps the drain call by call: the row
     it drops is put back in its place only by the call's own result."""
-    outputs, classes = drain
-    calls = [(outputs[i % len(outputs)], f"r-{n}") for n, i in enumerate(order)]
-    model = _Classifier(classes)
-    together = judged_after_drain(calls, model, task, 2**20, _first_cell)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(prediction_batch, "plain_result_arrays", _none)
-        patch.setattr(outcome_rows, "plain_result_arrays", _none)
-        patch.setattr(record_arrays, "plain_result_arrays", _none)
-        alone = judged_after_drain(calls, model, task, 2**20, _first_cell)
-    _assert_same_samples(together[0], alone[0])
-    assert together[1] == alone[1]
+    assert_joined_as_alone(*drain, order, task, _first_cell)
 
 
 @pytest.mark.parametrize("request_ids", [False, True])
