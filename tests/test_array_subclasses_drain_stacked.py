@@ -93,8 +93,8 @@ def _first_cell(result) -> object:
          [0, 0], "auto")
 def test_array_subclasses_under_request_ids_join_as_each_call_read_alone(drain, order, task):
     """Under ``request_id=``: the series, each id's entry and the outcomes judged. A masked
-    entry (NaN) keeps the drain call by call: the row it drops is put back in its place
-    only by the call's own result."""
+    entry (NaN, a row the read drops) is put back in its place, as the call's own plain
+    array puts it back."""
     assert_joined_as_alone(*drain, order, task, _first_cell)
 
 

@@ -143,8 +143,8 @@ def _first_cell(result) -> object:
           None), [0, 1], "regression")
 def test_sparse_rows_under_request_ids_join_as_each_call_read_alone(drain, order, task):
     """Under ``request_id=``: the series, each id's entry (the rows its outcome joins by)
-    and the outcomes judged. A NaN among the rows keeps the drain call by call: the row
-    it drops is put back in its place only by the call's own result."""
+    and the outcomes judged. A row the read drops (a NaN) is put back in its place, as
+    the call's own dense array puts it back."""
     assert_joined_as_alone(*drain, order, task, _first_cell)
 
 

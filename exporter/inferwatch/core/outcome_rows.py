@@ -58,9 +58,8 @@ class OutcomeRows(ClassifierResults):
         """
         if len(results) > 1 and results[0].__class__ is not np.ndarray:
             # scipy.sparse rows (a multi-label classifier's), np.matrix, masked arrays: read
-            # as the plain arrays each call reads as, where no row of them is dropped for a
-            # non-finite value (whose place only the call's own result tells back).
-            arrays = plain_result_arrays(results, finite=True)
+            # as the plain arrays each call reads as (and joins by: call_rows.split_rows).
+            arrays = plain_result_arrays(results)
             if arrays is not None:
                 results = arrays
         if len(results) > 1 and not probabilities and self.features is None and \

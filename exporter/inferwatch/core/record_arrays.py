@@ -49,9 +49,8 @@ def as_plain_arrays(results: list) -> list:
 def _subclasses_as_arrays(results: list) -> list:
     """`results` that are all 1-D masked arrays (or other 1-D ndarray subclasses), as the
     plain arrays the general path reads each as
-    (:func:`~inferwatch.core.result_arrays.plain_result_arrays`), where none holds a NaN or
-    an infinity (a masked entry is NaN, whose row only the call's own result tells back);
-    any other `results` as they are.
+    (:func:`~inferwatch.core.result_arrays.plain_result_arrays`; a masked entry NaN, or
+    None among objects); any other `results` as they are.
 
     >>> [row.tolist() for row in _subclasses_as_arrays([np.ma.masked_array([0.5])] * 2)]
     [[0.5], [0.5]]
@@ -59,7 +58,7 @@ def _subclasses_as_arrays(results: list) -> list:
     if len(results) < 2 or results[0].__class__ is np.ndarray or \
             getattr(results[0], "ndim", None) != 1:
         return results  # the one-array fold takes 1-D arrays: others are read past it
-    arrays = plain_result_arrays(results, finite=True)
+    arrays = plain_result_arrays(results)
     return arrays if arrays is not None and set(map(NDIM_OF, arrays)) == _ONE_DIMENSION \
         else results
 

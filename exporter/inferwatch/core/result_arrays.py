@@ -65,22 +65,18 @@ def is_sparse_kind(kind: type) -> bool:
         hasattr(kind, "nnz")
 
 
-def sparse_dense_arrays(results: Sequence[object], finite: bool = False
-                        ) -> list[np.ndarray] | None:
+def sparse_dense_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
     """The dense arrays :func:`to_array` makes of many calls' 2-D scipy.sparse results
     (a multi-label classifier's ``predict``, one sparse row a call), so that a
     drain reads them as it reads the same arrays; None for any other results, for one past
-    the dense bounds (refused call by call), for dense rows that together would pass
+    the dense bounds (refused call by call), and for dense rows that together would pass
     ``MAX_SPARSE_RESULT_CELLS`` (a drain's joined copy stays as small as one call's may
-    be), and, with `finite`, for any non-finite value (whose row only the call's own
-    result tells back).
+    be).
 
     >>> import scipy.sparse as sp
     >>> rows = [sp.csr_matrix([[0, 1]]), sp.csr_matrix([[1, 0]])]
     >>> [a.tolist() for a in sparse_dense_arrays(rows)]
     [[[0, 1]], [[1, 0]]]
-    >>> sparse_dense_arrays([sp.csr_matrix([[0.5, np.nan]])] * 2, finite=True) is None
-    True
     """
     kinds = set(map(type, results))
     if not all(map(is_sparse_kind, kinds)):
@@ -97,26 +93,18 @@ def sparse_dense_arrays(results: Sequence[object], finite: bool = False
         arrays = [np.asarray(result.toarray()) for result in results]  # type: ignore[attr-defined]
     except Exception:  # a result scipy will not densify: each call read alone, as before
         return None
-    if finite:
-        numbers = [array for array in arrays if array.dtype.kind in "fc"]
-        if numbers and not np.isfinite(np.concatenate(numbers, axis=None)).all():
-            return None
     return arrays
 
 
-def subclass_plain_arrays(results: Sequence[object], finite: bool = False
-                          ) -> list[np.ndarray] | None:
+def subclass_plain_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
     """The plain arrays :func:`to_array` makes of many calls' ndarray subclasses
     (``np.matrix``, what ``.todense()`` gives; a masked array, its masked entries NaN, or
     None among objects), so that a drain reads them as it reads the same arrays; None for
-    any other results, and, with `finite`, for any non-finite value (a masked entry among
-    numbers).
+    any other results.
 
     >>> rows = [np.ma.masked_array([0.5], mask=[False]), np.ma.masked_array([1, 2], mask=[0, 1])]
     >>> [a.tolist() for a in subclass_plain_arrays(rows)]
     [[0.5], [1.0, nan]]
-    >>> subclass_plain_arrays(rows, finite=True) is None
-    True
     """
     kinds = set(map(type, results))
     # Raw bytes and ml_dtypes' floats (kind V) are widened before made plain: call by call.
@@ -125,16 +113,10 @@ def subclass_plain_arrays(results: Sequence[object], finite: bool = False
         return None
     from inferwatch.quality.plain_arrays import plain_array
 
-    arrays = [plain_array(result) for result in results]  # type: ignore[arg-type]
-    if finite:
-        numbers = [array for array in arrays if array.dtype.kind == "f"]
-        if numbers and not np.isfinite(np.concatenate(numbers, axis=None)).all():
-            return None
-    return arrays
+    return [plain_array(result) for result in results]  # type: ignore[arg-type]
 
 
-def plain_result_arrays(results: Sequence[object], finite: bool = False
-                        ) -> list[np.ndarray] | None:
+def plain_result_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
     """:func:`sparse_dense_arrays` of scipy.sparse results, :func:`subclass_plain_arrays`
     of ndarray subclasses; None for any other results.
 
@@ -143,9 +125,9 @@ def plain_result_arrays(results: Sequence[object], finite: bool = False
     """
     first = results[0].__class__
     if is_sparse_kind(first):
-        return sparse_dense_arrays(results, finite)
+        return sparse_dense_arrays(results)
     if first is not np.ndarray and issubclass(first, np.ndarray):
-        return subclass_plain_arrays(results, finite)
+        return subclass_plain_arrays(results)
     return None
 
 
