@@ -7,6 +7,8 @@ each call's outcome joins by, must be what reading each call alone gives."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -21,6 +23,14 @@ from test_whole_class_columns_judged_per_call import _figures
 
 # np.matrix is what users' libraries still return: its deprecation notice is theirs to see.
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+
+
+def _matrix(rows) -> np.ndarray:
+    """``np.asmatrix(rows)``, made without its deprecation notice (examples are made when
+    the module is collected, where the mark above does not reach)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        return np.asmatrix(rows)
 
 _CELLS = {
     "int64": st.sampled_from([0, 1, 1, 2, 75001]),
@@ -54,7 +64,7 @@ def _drains(draw) -> tuple[list[np.ndarray], object]:
             mask = [draw(st.integers(0, 5)) == 0 for _ in range(cells.size)]
             outputs.append(np.ma.masked_array(cells, mask=np.array(mask).reshape(shape)))
         else:
-            outputs.append(np.asmatrix(cells))
+            outputs.append(_matrix(cells))
         if draw(st.integers(0, 8)) == 0:
             outputs[-1] = np.asarray(outputs[-1])  # a plain array among them
     classes = draw(st.sampled_from([None, [0, 1, 2], [False, True], ["cat", "dog"]]))
@@ -68,7 +78,7 @@ def _drains(draw) -> tuple[list[np.ndarray], object]:
        st.sampled_from([None, 2]))
 @example(([np.ma.masked_array([1, 2], mask=[False, True]), np.ma.masked_array([0, 1])],
           None), [0, 1, 1], "auto", False, None)
-@example(([np.asmatrix([[0.2, 0.8]]), np.asmatrix([[0.5, 0.5]])], [0, 1]), [0, 1], "auto",
+@example(([_matrix([[0.2, 0.8]]), _matrix([[0.5, 0.5]])], [0, 1]), [0, 1], "auto",
          True, None)
 def test_array_subclasses_record_what_each_call_read_alone_records(drain, order, task,
                                                                    request_ids, max_classes):
@@ -101,7 +111,7 @@ def test_array_subclasses_under_request_ids_join_as_each_call_read_alone(drain, 
 @pytest.mark.parametrize("request_ids", [False, True])
 @pytest.mark.parametrize("make", [
     pytest.param(lambda row: np.ma.masked_array(row, mask=[False] * len(row)), id="masked"),
-    pytest.param(lambda row: np.asmatrix([row]), id="matrix"),
+    pytest.param(lambda row: _matrix([row]), id="matrix"),
 ])
 def test_array_subclasses_are_read_as_their_plain_arrays(monkeypatch, request_ids, make):
     """The plain read is the one such a drain takes (a test of a path never taken would
@@ -127,7 +137,7 @@ def test_array_subclasses_are_read_as_their_plain_arrays(monkeypatch, request_id
                  id="masked objects, two rows masked"),
     pytest.param(np.ma.masked_array([2.5, 1.0], mask=[False, True]), np.array([2.5, np.nan]),
                  [2.0, 1.0], id="masked floats"),
-    pytest.param(np.asmatrix([[75001]]), np.array([[75001]]), 75001, id="matrix of an id"),
+    pytest.param(_matrix([[75001]]), np.array([[75001]]), 75001, id="matrix of an id"),
 ])
 def test_a_subclass_result_joins_its_outcome_as_its_plain_array_does(result, plain, outcome):
     """A call read alone: it is read, and its outcome joined, as the plain array the drain
