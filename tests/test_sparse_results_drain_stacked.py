@@ -172,8 +172,8 @@ def test_a_drain_past_the_dense_bound_together_is_read_call_by_call(monkeypatch)
     would be larger than one call's may be, so each call is read alone."""
     monkeypatch.setattr(result_arrays, "MAX_SPARSE_RESULT_CELLS", 8)
     rows = [sp.csr_matrix(np.array([[0, 1, 1]]))] * 3
-    assert result_arrays.sparse_dense_arrays(rows) is None
-    assert [a.tolist() for a in result_arrays.sparse_dense_arrays(rows[:2])] == \
+    assert result_arrays.plain_result_arrays(rows) is None
+    assert [a.tolist() for a in result_arrays.plain_result_arrays(rows[:2])] == \
         [[[0, 1, 1]], [[0, 1, 1]]]
 
 

@@ -65,70 +65,36 @@ def is_sparse_kind(kind: type) -> bool:
         hasattr(kind, "nnz")
 
 
-def sparse_dense_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
-    """The dense arrays :func:`to_array` makes of many calls' 2-D scipy.sparse results
-    (a multi-label classifier's ``predict``, one sparse row a call), so that a
-    drain reads them as it reads the same arrays; None for any other results, for one past
-    the dense bounds (refused call by call), and for dense rows that together would pass
-    ``MAX_SPARSE_RESULT_CELLS`` (a drain's joined copy stays as small as one call's may
-    be).
+def plain_result_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
+    """The arrays :func:`to_array` makes of many calls' scipy.sparse results (a multi-label
+    classifier's ``predict``, one sparse row a call) or ndarray subclasses (``np.matrix``,
+    what ``.todense()`` gives; a masked array, its masked entries NaN, or None among
+    objects), so that a drain reads them as it reads the same arrays. None for any other
+    results, for a sparse one past the dense bounds (refused call by call), and for 2-D
+    sparse results whose dense rows together would pass ``MAX_SPARSE_RESULT_CELLS`` (a
+    drain's joined copy stays as small as one call's may be).
 
     >>> import scipy.sparse as sp
-    >>> rows = [sp.csr_matrix([[0, 1]]), sp.csr_matrix([[1, 0]])]
-    >>> [a.tolist() for a in sparse_dense_arrays(rows)]
-    [[[0, 1]], [[1, 0]]]
+    >>> [a.tolist() for a in plain_result_arrays([sp.csr_matrix([[0, 1]]),
+    ...                                          np.ma.masked_array([1.0, 2.0], mask=[0, 1])])]
+    [[[0, 1]], [1.0, nan]]
     """
-    kinds = set(map(type, results))
-    if not all(map(is_sparse_kind, kinds)):
-        return None
     cells = 0
-    for result in results:
-        shape = result.shape  # type: ignore[attr-defined]
-        if len(shape) != 2 or shape[1] > MAX_SPARSE_RESULT_COLUMNS:
+    for kind in set(map(type, results)):
+        if kind is np.ndarray or not (issubclass(kind, np.ndarray) or is_sparse_kind(kind)):
             return None
-        cells += shape[0] * shape[1]
+    for result in results:
+        if is_sparse_kind(result.__class__):
+            shape = result.shape  # type: ignore[attr-defined]
+            if len(shape) != 2:
+                return None
+            cells += shape[0] * shape[1]
     if cells > MAX_SPARSE_RESULT_CELLS:
         return None
     try:
-        arrays = [np.asarray(result.toarray()) for result in results]  # type: ignore[attr-defined]
-    except Exception:  # a result scipy will not densify: each call read alone, as before
+        return [to_array(result) for result in results]
+    except Exception:  # past the dense bounds, or one scipy will not densify: call by call
         return None
-    return arrays
-
-
-def subclass_plain_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
-    """The plain arrays :func:`to_array` makes of many calls' ndarray subclasses
-    (``np.matrix``, what ``.todense()`` gives; a masked array, its masked entries NaN, or
-    None among objects), so that a drain reads them as it reads the same arrays; None for
-    any other results.
-
-    >>> rows = [np.ma.masked_array([0.5], mask=[False]), np.ma.masked_array([1, 2], mask=[0, 1])]
-    >>> [a.tolist() for a in subclass_plain_arrays(rows)]
-    [[0.5], [1.0, nan]]
-    """
-    kinds = set(map(type, results))
-    # Raw bytes and ml_dtypes' floats (kind V) are widened before made plain: call by call.
-    if np.ndarray in kinds or not all(issubclass(kind, np.ndarray) for kind in kinds) or \
-            any(result.dtype.kind == "V" for result in results):  # type: ignore[attr-defined]
-        return None
-    from inferwatch.quality.plain_arrays import plain_array
-
-    return [plain_array(result) for result in results]  # type: ignore[arg-type]
-
-
-def plain_result_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
-    """:func:`sparse_dense_arrays` of scipy.sparse results, :func:`subclass_plain_arrays`
-    of ndarray subclasses; None for any other results.
-
-    >>> plain_result_arrays([np.ma.masked_array([1.0, 2.0], mask=[0, 1])] * 2)[0].tolist()
-    [1.0, nan]
-    """
-    first = results[0].__class__
-    if is_sparse_kind(first):
-        return sparse_dense_arrays(results)
-    if first is not np.ndarray and issubclass(first, np.ndarray):
-        return subclass_plain_arrays(results)
-    return None
 
 
 def plain_result(result: object) -> object:
