@@ -20,7 +20,7 @@ import numpy as np
 
 from inferwatch.core.call_rows import split_rows
 from inferwatch.core.class_probabilities import binary_rows, two_classes
-from inferwatch.core.classifier_outputs import joined_classifier_outputs
+from inferwatch.core.classifier_outputs import joined_classifier_outputs, output_matrix_rows
 from inferwatch.core.outcome_labels import kept_label
 from inferwatch.core.predictions import MAX_LABEL_COLUMNS
 from inferwatch.core.stacked_results import StackedResults
@@ -38,24 +38,11 @@ class ClassifierResults(StackedResults):
         matrices joined and read once: each matrix's rows are read on their own, as one
         call's are. With `split`, each call's rows for its outcome. None, recording
         nothing, for any other results."""
-        first = results[0]
-        outputs = len(first)  # type: ignore[arg-type]
-        container = first.__class__
-        if not outputs or not all(r.__class__ is container and len(r) == outputs  # type: ignore[arg-type]
-                                  for r in results):
+        sizes = output_matrix_rows(results)
+        if sizes is None or 0 in sizes:
             return None
-        widths = [part.shape[1] if part.__class__ is np.ndarray and part.ndim == 2 else -1
-                  for part in first]  # type: ignore[attr-defined]
-        sizes = []
-        for result in results:
-            rows = result[0].shape[0] if result[0].__class__ is np.ndarray else 0  # type: ignore[index]
-            if not rows or not all(
-                    part.__class__ is np.ndarray and part.shape == (rows, width) and
-                    part.dtype.kind == "f" for part, width in zip(result, widths)):  # type: ignore[call-overload]
-                return None
-            sizes.append(rows)
-        joined = container([np.concatenate([r[j] for r in results])  # type: ignore[index]
-                            for j in range(outputs)])
+        joined = results[0].__class__([np.concatenate([r[j] for r in results])  # type: ignore[index]
+                                       for j in range(len(results[0]))])  # type: ignore[arg-type]
         prediction = self._normalized(joined, True)
         if prediction is None:
             return [None] * len(results)  # as one call at a time: each fails alike

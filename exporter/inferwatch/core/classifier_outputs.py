@@ -93,3 +93,37 @@ def _joined_probabilities(parts: Sequence[object], sizes: Sequence[int], task: s
     if found is None:
         return None, 0
     return rows, len(found[1])
+
+
+def output_matrix_rows(answers: Sequence[object]) -> list[int] | None:
+    """The rows of each of many calls' ``predict_proba`` answers that are each a list (or
+    tuple, one class for all) of float matrices, one per output (scikit-learn's
+    ``MultiOutputClassifier``), of the first answer's widths, every output of a call of
+    the same rows: what joins per output and reads as the calls do. None for any other
+    answers.
+
+    >>> one, two = np.zeros((1, 2)), np.zeros((2, 2))
+    >>> output_matrix_rows([[one, one], [two, two]]), output_matrix_rows([[one, two]])
+    ([1, 2], None)
+    """
+    first = answers[0]
+    container = first.__class__
+    if container not in _OUTPUT_LISTS or not first:
+        return None
+    widths = [part.shape[1] if part.__class__ is np.ndarray and part.ndim == 2 else 0
+              for part in first]  # type: ignore[attr-defined]
+    if 0 in widths:
+        return None
+    sizes = []
+    for answer in answers:
+        if answer.__class__ is not container or len(answer) != len(widths):  # type: ignore[arg-type]
+            return None
+        rows = answer[0].shape[0] if answer[0].__class__ is np.ndarray else -1  # type: ignore[index]
+        if not all(part.__class__ is np.ndarray and part.shape == (rows, width) and
+                   part.dtype.kind == "f" for part, width in zip(answer, widths)):  # type: ignore[call-overload]
+            return None
+        sizes.append(rows)
+    return sizes
+
+
+_OUTPUT_LISTS = frozenset((list, tuple))

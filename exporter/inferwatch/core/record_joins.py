@@ -16,6 +16,7 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.core.array_rows import ArrayRows
+from inferwatch.core.classifier_outputs import output_matrix_rows
 from inferwatch.core.column_arrays import is_column
 from inferwatch.core.library_columns import (
     SERIES_VALUES,
@@ -123,10 +124,10 @@ def _joined_top_classes(records: list[RequestRecord],
                         ) -> list[tuple] | None:
     """:func:`_top_classes_per_output` of each record's ``predict_proba`` answer, where
     every one is a list (or tuple) of float matrices of the same widths, one per output
-    (a drain of ``MultiOutputClassifier.predict_proba`` calls), read off the matrices
-    joined per output at once and split by the rows of each call: each row's classes are
-    its own, so the same tuples. None for any other answers, which join_row reads one by
-    one.
+    (a drain of ``MultiOutputClassifier.predict_proba`` calls: ``output_matrix_rows``),
+    read off the matrices joined per output at once and split by the rows of each call:
+    each row's classes are its own, so the same tuples. None for any other answers, which
+    join_row reads one by one.
 
     >>> from inferwatch.core.request_record import RequestRecord
     >>> def record(*matrices):
@@ -139,25 +140,13 @@ def _joined_top_classes(records: list[RequestRecord],
     """
     if len(records) < 2:
         return None
-    first = records[0].prediction
-    container = first.__class__
-    if container not in _OUTPUT_LISTS or not first:
+    answers = [record.prediction for record in records]
+    sizes = output_matrix_rows(answers)
+    if sizes is None:
         return None
-    widths = [part.shape[1] if part.__class__ is np.ndarray and part.ndim == 2 else -1
-              for part in first]
-    sizes = []
-    for record in records:
-        answer = record.prediction
-        if answer.__class__ is not container or len(answer) != len(widths):
-            return None
-        rows = answer[0].shape[0] if answer[0].__class__ is np.ndarray else -1
-        if not all(part.__class__ is np.ndarray and part.shape == (rows, width) and
-                   width > 0 and part.dtype.kind == "f" for part, width in zip(answer, widths)):
-            return None
-        sizes.append(rows)
     try:
         joined = _top_classes_per_output(
-            [np.concatenate([r.prediction[j] for r in records]) for j in range(len(widths))],
+            [np.concatenate([answer[j] for answer in answers]) for j in range(len(answers[0]))],
             read_class_names)
     except Exception:  # read one by one instead, each fault counted as join_row counts it
         return None
@@ -165,9 +154,6 @@ def _joined_top_classes(records: list[RequestRecord],
         return None
     ends = np.cumsum(sizes).tolist()
     return [joined[end - size:end] for size, end in zip(sizes, ends)]
-
-
-_OUTPUT_LISTS = frozenset((list, tuple))
 
 
 class JoinsInOrder:
