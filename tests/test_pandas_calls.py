@@ -28,8 +28,9 @@ SHARED = pd.CategoricalDtype(POOL[:3])
 class _Model:
     def __init__(self, outputs, classes=None):
         self.outputs = outputs
-        if classes is not None:  # a scikit-learn classifier's
-            self.classes_ = np.array(classes)
+        if classes is not None:  # a scikit-learn classifier's: per output, a list of arrays
+            self.classes_ = classes if isinstance(classes[0], np.ndarray) else \
+                np.array(classes)
 
     def predict(self, index, request_id=None):
         return self.outputs[index]

@@ -12,52 +12,23 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-import inferwatch
 from fold_checks import watched
 from inferwatch.core.prediction_batch import PredictionBatch
-from inferwatch.core.registry import Registry
+from test_pandas_calls import _figures as _figures_in_order
 from test_probability_rows_judged_per_call import _assert_same_figures, _each_call_alone
 
 VALUES = [0.0, 1.0, 2.0, 0.5, -1.0, float("nan")]
 
 
-class _Model:
-    def __init__(self, outputs, classes=None):
-        self.outputs = outputs
-        if classes is not None:  # a scikit-learn classifier's: per output, a list of arrays
-            self.classes_ = classes if isinstance(classes[0], np.ndarray) else \
-                np.array(classes)
-
-    def predict(self, index, request_id=None):
-        return self.outputs[index]
-
-
 def _figures(outputs, order, classes, request_ids: bool, task: str, **options) -> dict:
-    """What one drain of these calls records, plain or each under a request id."""
-    registry = Registry(drain_interval=3600)
-    try:
-        model = inferwatch.instrument(_Model(outputs, classes), name="m", version="1",
-                                      registry=registry, **options,
-                                      **({} if task == "auto" else {"task": task}))
-        for call, index in enumerate(order):
-            kwargs = {"request_id": f"r{call}"} if request_ids else {}
-            assert model.predict(index, **kwargs) is outputs[index]
-        monitor = registry.monitor("m", "1")
-        monitor.drain()
-        state = monitor.state
-        sizes = state.histograms["inferwatch_batch_size"][()]
-        return {
-            "values": {key: (h.count, h.sum, list(h.counts)) for key, h in
-                       state.histograms.get("inferwatch_prediction_value", {}).items()},
-            "classes": sorted(state.counters.get("inferwatch_predicted_class_total",
-                                                 {}).items()),
-            "invalid": {key: value for key, value in state.counters.get(
-                "inferwatch_invalid_predictions_total", {}).items() if value},
-            "sizes": (sizes.count, sizes.sum, list(sizes.counts)),
-            "task": state.info.get("task"),
-        }
-    finally:
-        registry.close()
+    """What one drain of these calls records, plain or each under a request id
+    (``test_pandas_calls._figures`` under `task`), the class counts sorted: a class cap
+    aside, the same calls count the same classes in whichever order they came."""
+    if task != "auto":
+        options["task"] = task
+    figures = _figures_in_order(outputs, order, classes, request_ids, **options)
+    figures["classes"] = sorted(((label,), count) for label, count in figures["classes"])
+    return figures
 
 
 @st.composite
