@@ -105,14 +105,16 @@ class Follower:
     for an ordinary prediction, which the wrapper then records as usual.
     """
 
-    __slots__ = ("__weakref__", "input_position", "kinds", "lean_settings", "monitor", "plain",
-                 "plan", "proxies", "settings")
+    __slots__ = ("__weakref__", "class_texts", "input_position", "kinds", "lean_settings",
+                 "monitor", "plain", "plan", "proxies", "settings")
 
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
         self.input_position = 0  # of the text input, among the call's positional arguments
         self.plain: set[type] = set()
         self.kinds: dict[type, str] = {}
+        # Text results found among the model's classes (its labels), by _names_a_class.
+        self.class_texts: set[str] = set()
         self.proxies = _proxy_classes()
         self._use(monitor.settings)
         # The monitor empties `plain` when configure() changes its settings.
@@ -184,6 +186,8 @@ class Follower:
                     return UNFOLLOWED
                 if kind == "text":
                     return UNFOLLOWED
+            if kind == "text" and not plan.generative and self._names_a_class(result):
+                return UNFOLLOWED  # the label of a model that names its classes
             # A generator's wrapper stands for it in the open streams, its tracker with it.
             tracker = self._tracker(start, args, kwargs, record, slow, kind != "generator")
             return _follow(result, kind, tracker, self.proxies)
@@ -192,6 +196,20 @@ class Follower:
             if tracker is not None:
                 tracker.done = True  # the wrapper records the call itself, once
             return UNFOLLOWED
+
+    def _names_a_class(self, text: str) -> bool:
+        """Whether `text` is one of the classes the model names (scikit-learn's
+        ``classes_``, a Hugging Face config's ``id2label``): a label, though task auto and
+        no ``classes=`` make other text results generated text. The texts found are
+        remembered (a classifier answers with the same few); others are looked up again."""
+        if text in self.class_texts:
+            return True
+        for name in self.monitor.class_names() or ():
+            if isinstance(name, str) and name == text:
+                if len(self.class_texts) < MAX_PLAIN_CLASSES:
+                    self.class_texts.add(str(text))
+                return True
+        return False
 
     def _tracker(self, start: float, args: tuple, kwargs: Mapping[str, object] | None,
                  record: RequestRecord | None, slow: bool, watched: bool = True) -> Tracker:
