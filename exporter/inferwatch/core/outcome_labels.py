@@ -25,7 +25,7 @@ from inferwatch.core.library_columns import is_pandas_frame, is_pandas_series
 from inferwatch.core.pending_calls import output_columns
 from inferwatch.core.prediction_classes import bytes_text
 from inferwatch.core.records import label_column, records_as_columns
-from inferwatch.core.result_arrays import arrow_nulls, plain_result
+from inferwatch.core.result_arrays import arrow_nulls, plain_result, sequence_cells
 from inferwatch.core.result_arrays import is_missing as _is_missing
 
 # Labels a classifier's bools and 0/1 stand for alike (scikit-learn's accuracy_score
@@ -115,6 +115,8 @@ def joinable_labels(result: Any) -> tuple[str | None, ...] | None:
             rows = columns[0] if len(columns) == 1 else \
                 np.array([c.tolist() for c in columns], dtype=object).T
         array = np.asarray(rows)
+        if array.dtype.kind == "O" and array.ndim == 1 and sequence_cells(array):
+            array = np.asarray(array.tolist())  # a Series of rows: read as the list of them
     except (ValueError, TypeError):
         return None
     if array.ndim == 2 and array.shape[1] == 1:

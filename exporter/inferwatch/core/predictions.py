@@ -69,6 +69,7 @@ from inferwatch.core.result_arrays import (
     missing_as_nan,
     model_output_fields,
     object_floats,
+    sequence_cells,
     structured_fields,
     to_array,
     without_missing,
@@ -247,6 +248,11 @@ def normalize(
     known_classes = with_categories(result, known_classes)
     column, missing = without_missing(result)
     array = to_array(column)
+    if array.dtype.kind == "O" and array.ndim == 1 and sequence_cells(array):
+        # A Series (or object array) of a list per row, as ``df.apply(..., axis=1)`` and
+        # ``list(model.predict_proba(x))`` make: the rows of the array the list of them
+        # makes, read as that list is.
+        array = to_array(array.tolist())
     prediction.count_invalid("nan", missing)
     if tensor and array.ndim == 1 and array.dtype.kind not in "iub" and not (
             probabilities and two_classes(class_names)):

@@ -116,6 +116,19 @@ def plain_result(result: object) -> object:
         return result
 
 
+def sequence_cells(array: np.ndarray) -> bool:
+    """Whether every cell of the 1-D object array `array` (one at least) is a list, a tuple
+    or a 1-D array: a row each.
+
+    >>> cells = np.empty(2, dtype=object); cells[:] = [[0.2, 0.8], (0.6, 0.4)]
+    >>> sequence_cells(cells), sequence_cells(np.array(["a", [1]], dtype=object))
+    (True, False)
+    """
+    return bool(array.size) and all(
+        cell.__class__ is list or cell.__class__ is tuple or
+        (cell.__class__ is np.ndarray and cell.ndim == 1) for cell in array.tolist())
+
+
 def to_array(obj: object) -> np.ndarray:
     """A numpy view of arrays, lists, pandas objects and (CPU or GPU) tensors. Raises
     SparseResultTooLarge for a scipy.sparse matrix too large to read as dense rows.
