@@ -109,19 +109,28 @@ def _scrape(calls, methods, paths, wrap, classes) -> list[tuple]:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(drawn=_calls(), container=st.sampled_from(["series", "list", "tuple", "array"]),
-       classes=st.sampled_from([None, _CLASSES[:2], _CLASSES]))
-def test_a_series_of_rows_is_read_as_the_list_of_its_rows(drawn, container, classes):
+       named=st.booleans(), classes=st.sampled_from([None, _CLASSES[:2], _CLASSES]))
+def test_a_series_of_rows_is_read_as_the_list_of_its_rows(drawn, container, named, classes):
+    """A Series of rows or an object array of them, alone or as a dict's output (`named`),
+    against the same rows as a list of lists, alone or under the same key."""
     calls, methods, paths = drawn
     if container == "series":
-        def wrap(rows):
+        def column(rows):
             return pd.Series([list(row) for row in rows])
     else:
-        def wrap(rows):
+        def column(rows):
             return _cells(rows, container)
     if container == "array":  # the rows as the arrays hold them: one dtype each
         calls = [[np.array(row).tolist() for row in rows] for rows in calls]
-    expected = _scrape(calls, methods, paths, lambda rows: [list(row) for row in rows],
-                       classes)
+
+    def wrap(rows):
+        return {"out": column(rows)} if named else column(rows)
+
+    def as_lists(rows):
+        lists = [list(row) for row in rows]
+        return {"out": lists} if named else lists
+
+    expected = _scrape(calls, methods, paths, as_lists, classes)
     assert _scrape(calls, methods, paths, wrap, classes) == expected
 
 
@@ -143,3 +152,17 @@ def test_a_series_of_probability_rows_counts_its_classes_and_joins_its_outcomes(
     assert scraper.total("inferwatch_invalid_predictions_total", model="clf") == 0
     assert scraper.value("inferwatch_outcomes_total", model="clf", result="correct") == 1
     assert scraper.value("inferwatch_outcomes_total", model="clf", result="incorrect") == 1
+
+
+def test_a_dataframe_column_of_rows_reads_as_the_dict_of_its_rows(scraper):
+    rows = [[0.5, 1.5], [2.5, 3.5]]
+    for name, result in (("frame", pd.DataFrame({"out": rows, "score": [0.1, 0.2]})),
+                         ("dict", {"out": rows, "score": [0.1, 0.2]})):
+        model = inferwatch.instrument(lambda x, result=result: result, name=name,
+                                      version="1", registry=scraper.registry)
+        model(None)
+    for name in ("frame", "dict"):
+        assert scraper.value("inferwatch_prediction_count", model=name, output="out") == 4
+        assert scraper.value("inferwatch_prediction_sum", model=name, output="out") == 8.0
+        assert scraper.value("inferwatch_prediction_count", model=name, output="score") == 2
+        assert scraper.total("inferwatch_invalid_predictions_total", model=name) == 0

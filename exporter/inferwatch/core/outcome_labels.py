@@ -105,7 +105,7 @@ def joinable_labels(result: Any) -> tuple[str | None, ...] | None:
     try:
         outputs = _side_by_side(rows)
         if outputs is not None:  # class outputs, joined in the order returned
-            columns = [np.asarray(column) for column in outputs]
+            columns = [_as_rows(np.asarray(column)) for column in outputs]
             if not columns or any(c.ndim != 1 or len(c) != len(columns[0])
                                   for c in columns):
                 return None
@@ -114,9 +114,7 @@ def joinable_labels(result: Any) -> tuple[str | None, ...] | None:
             columns = [c for c in columns if c.dtype.kind != "f"] or columns
             rows = columns[0] if len(columns) == 1 else \
                 np.array([c.tolist() for c in columns], dtype=object).T
-        array = np.asarray(rows)
-        if array.dtype.kind == "O" and array.ndim == 1 and sequence_cells(array):
-            array = np.asarray(array.tolist())  # a Series of rows: read as the list of them
+        array = _as_rows(np.asarray(rows))
     except (ValueError, TypeError):
         return None
     if array.ndim == 2 and array.shape[1] == 1:
@@ -135,6 +133,18 @@ def joinable_labels(result: Any) -> tuple[str | None, ...] | None:
     if all(absent) or not all(gone or _is_label(label) for label, gone in zip(labels, absent)):
         return None
     return tuple(None if gone else kept_label(label) for label, gone in zip(labels, absent))
+
+
+def _as_rows(array: np.ndarray) -> np.ndarray:
+    """`array`, or where its every cell is a row (a Series of lists) the array the list of
+    those rows makes, as the drain reads it (``result_arrays.sequence_rows``).
+
+    >>> _as_rows(np.array([None, None], dtype=object)).shape
+    (2,)
+    """
+    if array.dtype.kind == "O" and array.ndim == 1 and sequence_cells(array):
+        return np.asarray(array.tolist())
+    return array
 
 
 def _cells_with_missing(result: Any) -> Any:

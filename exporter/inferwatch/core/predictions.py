@@ -69,7 +69,7 @@ from inferwatch.core.result_arrays import (
     missing_as_nan,
     model_output_fields,
     object_floats,
-    sequence_cells,
+    sequence_rows,
     structured_fields,
     to_array,
     without_missing,
@@ -247,12 +247,7 @@ def normalize(
     tensor = is_tensor(result)
     known_classes = with_categories(result, known_classes)
     column, missing = without_missing(result)
-    array = to_array(column)
-    if array.dtype.kind == "O" and array.ndim == 1 and sequence_cells(array):
-        # A Series (or object array) of a list per row, as ``df.apply(..., axis=1)`` and
-        # ``list(model.predict_proba(x))`` make: the rows of the array the list of them
-        # makes, read as that list is.
-        array = to_array(array.tolist())
+    array = sequence_rows(to_array(column))
     prediction.count_invalid("nan", missing)
     if tensor and array.ndim == 1 and array.dtype.kind not in "iub" and not (
             probabilities and two_classes(class_names)):
@@ -437,7 +432,7 @@ def _add_named(prediction: Prediction, name: str, column: object, task: str,
     """One named output of a dict, DataFrame or tuple: its rows are its first dimension."""
     known_classes = with_categories(column, known_classes)
     column, missing = without_missing(column)
-    array = to_array(column)
+    array = sequence_rows(to_array(column))
     prediction.count_invalid("nan", missing)
     rows = (array.shape[0] if array.ndim else 1) + missing
     prediction.rows = max(prediction.rows, rows)

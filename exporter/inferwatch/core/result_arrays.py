@@ -129,6 +129,21 @@ def sequence_cells(array: np.ndarray) -> bool:
         (cell.__class__ is np.ndarray and cell.ndim == 1) for cell in array.tolist())
 
 
+def sequence_rows(array: np.ndarray) -> np.ndarray:
+    """`array`, or where it is a 1-D object array whose every cell is a row (a list, a
+    tuple or a 1-D array: a Series as ``df.apply(..., axis=1)`` or
+    ``pd.Series(list(proba))`` makes) the array the list of those rows makes: read as
+    that list is.
+
+    >>> cells = np.empty(2, dtype=object); cells[:] = [[0.2, 0.8], [0.6, 0.4]]
+    >>> sequence_rows(cells).shape, sequence_rows(np.array([0.5])).shape
+    ((2, 2), (1,))
+    """
+    if array.dtype.kind == "O" and array.ndim == 1 and sequence_cells(array):
+        return to_array(array.tolist())
+    return array
+
+
 def to_array(obj: object) -> np.ndarray:
     """A numpy view of arrays, lists, pandas objects and (CPU or GPU) tensors. Raises
     SparseResultTooLarge for a scipy.sparse matrix too large to read as dense rows.
