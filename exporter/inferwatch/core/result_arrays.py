@@ -124,9 +124,14 @@ def sequence_cells(array: np.ndarray) -> bool:
     >>> sequence_cells(cells), sequence_cells(np.array(["a", [1]], dtype=object))
     (True, False)
     """
-    return bool(array.size) and all(
-        cell.__class__ is list or cell.__class__ is tuple or
-        (cell.__class__ is np.ndarray and cell.ndim == 1) for cell in array.tolist())
+    if not array.size or not _is_row(array[0]):  # labels or numbers: told at once
+        return False
+    return all(map(_is_row, array.tolist()))
+
+
+def _is_row(cell: object) -> bool:
+    return cell.__class__ is list or cell.__class__ is tuple or (
+        cell.__class__ is np.ndarray and cell.ndim == 1)
 
 
 def sequence_rows(array: np.ndarray) -> np.ndarray:
