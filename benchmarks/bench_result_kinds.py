@@ -45,6 +45,8 @@ def _kinds() -> dict[str, tuple[Callable[[], object], dict]]:
         "numpy int64 label": (lambda: np.int64(1), {}),
         "bool": (lambda: True, {}),
         "text label": (lambda: "fraud", labels),
+        "text label of a model's own classes_ (no classes=)": (
+            lambda: "fraud", {"model_classes": CLASSES}),
         "numpy float array": (lambda: np.array([0.5]), {}),
         "numpy text array": (lambda: np.array(["fraud"]), labels),
         "numpy object array of text": (lambda: np.array(["fraud"], dtype=object), labels),
@@ -77,6 +79,8 @@ def _kinds() -> dict[str, tuple[Callable[[], object], dict]]:
         "dict of two float arrays": (
             lambda: {"a": np.array([0.5]), "b": np.array([1.0])}, {}),
         "pandas float Series": (lambda: pd.Series([0.5]), {}),
+        "pandas Series of a probability row as a list (df.apply(..., axis=1))": (
+            lambda: pd.Series([[0.3, 0.7]]), {"model_classes": CLASSES}),
         "pandas text Series": (lambda: pd.Series(["fraud"]), labels),
         "pandas text array (Series.values)": (lambda: pd.Series(["fraud"]).array, labels),
         "pandas category Series": (
@@ -139,8 +143,11 @@ def _drain_per_call(result: object, options: dict, request_ids: bool, rounds: in
     registry = Registry(drain_interval=3600)
     options = dict(options)
     method = options.pop("method", "predict")  # the rest are instrument()'s
+    target = _Model(result)
+    if "model_classes" in options:  # the model's own classes_, as a fitted classifier's
+        target.classes_ = np.array(options.pop("model_classes"))
     try:
-        model = getattr(instrument(_Model(result), name="kind", version="1",
+        model = getattr(instrument(target, name="kind", version="1",
                                    registry=registry, **options), method)
         monitor = registry.monitor("kind", "1")
         ids = [f"r{i}" for i in range(CALLS)] if request_ids else None

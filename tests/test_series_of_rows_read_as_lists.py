@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import inferwatch
@@ -107,9 +107,15 @@ def _scrape(calls, methods, paths, wrap, classes) -> list[tuple]:
         scraper.registry.close()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(drawn=_calls(), container=st.sampled_from(["series", "list", "tuple", "array"]),
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(drawn=_calls(),
+       container=st.sampled_from(["series", "list", "tuple", "array", "mixed"]),
        named=st.booleans(), classes=st.sampled_from([None, _CLASSES[:2], _CLASSES]))
+# Arrays in the cells of several calls: a list of them would be outputs side by side.
+@example(drawn=([[[0.0]], [[0.0]]], ["predict", "predict"], ["plain", "plain"]),
+         container="array", named=False, classes=None)
+@example(drawn=([[[0.2, 0.8]], [[0.6, 0.4]]], ["predict_proba"] * 2, ["request_id"] * 2),
+         container="array", named=False, classes=_CLASSES[:2])
 def test_a_series_of_rows_is_read_as_the_list_of_its_rows(drawn, container, named, classes):
     """A Series of rows or an object array of them, alone or as a dict's output (`named`),
     against the same rows as a list of lists, alone or under the same key."""
@@ -117,6 +123,10 @@ def test_a_series_of_rows_is_read_as_the_list_of_its_rows(drawn, container, name
     if container == "series":
         def column(rows):
             return pd.Series([list(row) for row in rows])
+    elif container == "mixed":  # a drain of Series and lists alike
+        def column(rows, series=iter([True, False] * len(calls))):
+            lists = [list(row) for row in rows]
+            return pd.Series(lists) if next(series) else lists
     else:
         def column(rows):
             return _cells(rows, container)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from inferwatch.core.predictions import DEFAULT_OUTPUT
+from inferwatch.core.result_arrays import row_lists, sequence_cells
 
 # An array's dtype, read in C over many arrays (``set(map(DTYPE_OF, arrays))``).
 DTYPE_OF = operator.attrgetter("dtype")
@@ -276,6 +277,33 @@ def plain_series_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
     if len({result.dtype for result in results}) != 1:  # type: ignore[attr-defined]
         return None
     return [result.to_numpy() for result in results]  # type: ignore[attr-defined]
+
+
+def row_list_results(results: Sequence[object]) -> list[list[list]] | None:
+    """Each result's rows as lists (``result_arrays.row_lists``), where every result is a
+    pandas Series or a 1-D numpy object array whose every cell is a row (a list, a tuple or
+    a 1-D array: ``df.apply(..., axis=1)`` per call): the lists a model returning them as
+    lists gives, which a drain reads together. None for any other results.
+
+    >>> import pandas as pd
+    >>> row_list_results([pd.Series([[0.2, 0.8]]), pd.Series([(0.6, 0.4)])])
+    [[[0.2, 0.8]], [[0.6, 0.4]]]
+    """
+    kind = results[0].__class__
+    if not all(map(operator.is_, map(type, results), itertools.repeat(kind))):
+        return None
+    if kind is np.ndarray:
+        arrays = results
+    elif is_pandas_series(kind) and results[0].dtype.kind == "O":  # type: ignore[attr-defined]
+        arrays = plain_series_arrays(results)
+        if arrays is None:
+            return None
+    else:
+        return None
+    if not all(array.__class__ is np.ndarray and array.ndim == 1 and  # type: ignore[attr-defined]
+               array.dtype.kind == "O" and sequence_cells(array) for array in arrays):
+        return None
+    return list(map(row_lists, arrays))
 
 
 def joined_frame(frames: Sequence[Any]) -> Any:

@@ -25,7 +25,12 @@ from inferwatch.core.library_columns import is_pandas_frame, is_pandas_series
 from inferwatch.core.pending_calls import output_columns
 from inferwatch.core.prediction_classes import bytes_text
 from inferwatch.core.records import label_column, records_as_columns
-from inferwatch.core.result_arrays import arrow_nulls, plain_result, sequence_cells
+from inferwatch.core.result_arrays import (
+    arrow_nulls,
+    plain_result,
+    row_lists,
+    sequence_cells,
+)
 from inferwatch.core.result_arrays import is_missing as _is_missing
 
 # Labels a classifier's bools and 0/1 stand for alike (scikit-learn's accuracy_score
@@ -143,7 +148,7 @@ def _as_rows(array: np.ndarray) -> np.ndarray:
     (2,)
     """
     if array.dtype.kind == "O" and array.ndim == 1 and sequence_cells(array):
-        return np.asarray(array.tolist())
+        return np.asarray(row_lists(array))
     return array
 
 

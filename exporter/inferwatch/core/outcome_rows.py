@@ -24,6 +24,7 @@ from inferwatch.core.library_columns import (
     is_pandas_series,
     is_polars_frame,
     is_polars_series,
+    row_list_results,
 )
 from inferwatch.core.predictions import scalar_output_row
 from inferwatch.core.result_arrays import plain_result_arrays
@@ -62,6 +63,12 @@ class OutcomeRows(ClassifierResults):
             arrays = plain_result_arrays(results)
             if arrays is not None:
                 results = arrays
+        if len(results) > 1:
+            # A Series (or object array) of a row per cell per call: read, and joined, as
+            # the lists of those rows (each call's rows split as a list of lists is).
+            rows = row_list_results(results)
+            if rows is not None:
+                results = rows
         if len(results) > 1 and not probabilities and self.features is None and \
                 self.settings.task != "regression":
             # Many calls' categoricals (each call's rows, for its outcome, are its labels:

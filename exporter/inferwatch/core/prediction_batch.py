@@ -39,6 +39,7 @@ from inferwatch.core.library_columns import (
     plain_arrow_arrays,
     plain_polars_arrays,
     plain_series_arrays,
+    row_list_results,
 )
 from inferwatch.core.object_labels import arrow_text_counts
 from inferwatch.core.options import VALUE_BUCKETS
@@ -84,6 +85,7 @@ _NONE_ONLY = {type(None)}
 
 _UNSET = object()
 log = logging.getLogger("inferwatch")
+
 
 
 class PredictionBatch(OutcomeRows):
@@ -134,6 +136,12 @@ class PredictionBatch(OutcomeRows):
             kinds = set(map(type, results))
         # Exactly ndarray: a subclass (np.matrix, a masked array) is made plain per call.
         if len(kinds) == 1 and len(results) > 1 and next(iter(kinds)) is np.ndarray:
+            rows = row_list_results(results) if results[0].dtype.kind == "O" else None
+            if rows is not None:
+                # Object arrays of a row per cell (a Series of lists per call): read as the
+                # lists of those rows, together, as normalize reads one of them.
+                self.add_results(rows, probabilities, sizes_in_order, _LIST_ONLY)
+                return
             if not sizes_in_order and self._add_uniform_arrays(results, probabilities):
                 return
             if probabilities:

@@ -145,8 +145,20 @@ def sequence_rows(array: np.ndarray) -> np.ndarray:
     ((2, 2), (1,))
     """
     if array.dtype.kind == "O" and array.ndim == 1 and sequence_cells(array):
-        return to_array(array.tolist())
+        return to_array(row_lists(array))
     return array
+
+
+def row_lists(cells: np.ndarray) -> list[list]:
+    """The rows of an array of :func:`sequence_cells`, each as a list (an array's as its
+    Python values): the list of lists a model returning them as lists gives.
+
+    >>> cells = np.empty(2, dtype=object); cells[:] = [np.array([1.5]), (2.5,)]
+    >>> row_lists(cells)
+    [[1.5], [2.5]]
+    """
+    return [cell.tolist() if cell.__class__ is np.ndarray else list(cell)
+            for cell in cells.tolist()]
 
 
 def to_array(obj: object) -> np.ndarray:
