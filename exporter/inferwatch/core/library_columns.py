@@ -289,16 +289,19 @@ def row_list_results(results: Sequence[object]) -> list[list[list]] | None:
     >>> row_list_results([pd.Series([[0.2, 0.8]]), pd.Series([(0.6, 0.4)])])
     [[[0.2, 0.8]], [[0.6, 0.4]]]
     """
-    kind = results[0].__class__
+    first = results[0]
+    kind = first.__class__
+    # The first result tells most drains at once: numbers, labels, anything but rows.
+    if kind is np.ndarray:
+        if not (first.dtype.kind == "O" and first.ndim == 1  # type: ignore[attr-defined]
+                and sequence_cells(first)):  # type: ignore[arg-type]
+            return None
+    elif not (is_pandas_series(kind) and first.dtype.kind == "O"):  # type: ignore[attr-defined]
+        return None
     if not all(map(operator.is_, map(type, results), itertools.repeat(kind))):
         return None
-    if kind is np.ndarray:
-        arrays = results
-    elif is_pandas_series(kind) and results[0].dtype.kind == "O":  # type: ignore[attr-defined]
-        arrays = plain_series_arrays(results)
-        if arrays is None:
-            return None
-    else:
+    arrays = results if kind is np.ndarray else plain_series_arrays(results)
+    if arrays is None:
         return None
     if not all(array.__class__ is np.ndarray and array.ndim == 1 and  # type: ignore[attr-defined]
                array.dtype.kind == "O" and sequence_cells(array) for array in arrays):

@@ -87,7 +87,6 @@ _UNSET = object()
 log = logging.getLogger("inferwatch")
 
 
-
 class PredictionBatch(OutcomeRows):
     """Gathers the predictions of one drain, then records them in one vectorised pass."""
 
@@ -136,7 +135,7 @@ class PredictionBatch(OutcomeRows):
             kinds = set(map(type, results))
         # Exactly ndarray: a subclass (np.matrix, a masked array) is made plain per call.
         if len(kinds) == 1 and len(results) > 1 and next(iter(kinds)) is np.ndarray:
-            rows = row_list_results(results) if results[0].dtype.kind == "O" else None
+            rows = row_list_results(results)
             if rows is not None:
                 # Object arrays of a row per cell (a Series of lists per call): read as the
                 # lists of those rows, together, as normalize reads one of them.
