@@ -135,17 +135,25 @@ class _Model:
         return self.result
 
 
+def model_of(result: object, options: dict) -> tuple[_Model, str, dict]:
+    """(the model answering `result`, the method to call, instrument()'s options) of a
+    kind's options: ``method`` names the method, ``model_classes`` the model's own
+    ``classes_``, the rest are instrument()'s."""
+    options = dict(options)
+    method = options.pop("method", "predict")
+    model = _Model(result)
+    if "model_classes" in options:  # as a fitted classifier names its classes
+        model.classes_ = np.array(options.pop("model_classes"))
+    return model, method, options
+
+
 def _drain_per_call(result: object, options: dict, request_ids: bool, rounds: int) -> float:
     """The median drain of CALLS calls returning `result`, per call."""
     from inferwatch.core.instrument import instrument
     from inferwatch.core.registry import Registry
 
     registry = Registry(drain_interval=3600)
-    options = dict(options)
-    method = options.pop("method", "predict")  # the rest are instrument()'s
-    target = _Model(result)
-    if "model_classes" in options:  # the model's own classes_, as a fitted classifier's
-        target.classes_ = np.array(options.pop("model_classes"))
+    target, method, options = model_of(result, options)
     try:
         model = getattr(instrument(target, name="kind", version="1",
                                    registry=registry, **options), method)

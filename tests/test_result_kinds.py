@@ -6,7 +6,7 @@ drain that worked."""
 from __future__ import annotations
 
 import pytest
-from benchmarks.bench_result_kinds import _kinds, _Model
+from benchmarks.bench_result_kinds import _kinds, model_of
 
 import inferwatch
 from inferwatch import faults
@@ -19,13 +19,12 @@ CALLS = 5
 @pytest.mark.parametrize("kind", sorted(_kinds()))
 def test_every_kind_of_result_drains_without_a_fault(kind, request_ids):
     make, options = _kinds()[kind]
-    options = dict(options)
-    method = options.pop("method", "predict")  # the rest are instrument()'s
     result = make()
+    model, method, options = model_of(result, options)
     registry = Registry(drain_interval=3600)
     before = faults.internal_error_counts()
     try:
-        call = getattr(inferwatch.instrument(_Model(result), name="kind", version="1",
+        call = getattr(inferwatch.instrument(model, name="kind", version="1",
                                              registry=registry, **options), method)
         for i in range(CALLS):
             if request_ids:

@@ -124,9 +124,11 @@ def test_a_series_of_rows_is_read_as_the_list_of_its_rows(drawn, container, name
         def column(rows):
             return pd.Series([list(row) for row in rows])
     elif container == "mixed":  # a drain of Series and lists alike
-        def column(rows, series=iter([True, False] * len(calls))):
+        as_series = iter([True, False] * len(calls))
+
+        def column(rows):
             lists = [list(row) for row in rows]
-            return pd.Series(lists) if next(series) else lists
+            return pd.Series(lists) if next(as_series) else lists
     else:
         def column(rows):
             return _cells(rows, container)
