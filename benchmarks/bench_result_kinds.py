@@ -69,6 +69,12 @@ def _kinds() -> dict[str, tuple[Callable[[], object], dict]]:
         "predict_proba: DataFrame of a column per class": (
             lambda: pd.DataFrame({"legit": [0.3], "fraud": [0.7]}),
             {"method": "predict_proba", "classes": CLASSES}),
+        "predict_proba: a dict of a probability per class": (
+            lambda: {"legit": 0.3, "fraud": 0.7},
+            {"method": "predict_proba", "model_classes": CLASSES}),
+        "predict_proba: rows of such dicts": (
+            lambda: [{"legit": 0.3, "fraud": 0.7}],
+            {"method": "predict_proba", "model_classes": CLASSES}),
         "predict_proba: list of matrices (multi-output)": (
             lambda: [np.array([[0.3, 0.7]]), np.array([[0.6, 0.4]])],
             {"method": "predict_proba"}),

@@ -154,7 +154,7 @@ class PredictionBatch(OutcomeRows):
         if kinds == _NONE_ONLY and len(results) > 1 and not sizes_in_order and \
                 self._add_nones(len(results), probabilities):
             return
-        if kinds == {dict} and len(results) > 1 and (
+        if kinds == {dict} and len(results) > 1 and not probabilities and (
                 self._add_scalar_dicts(results) or self._add_array_dicts(results)):
             return
         if kinds in _LIST_OR_TUPLE and len(results) > 1 and (

@@ -68,6 +68,7 @@ from inferwatch.core.result_arrays import (
     is_tensor,
     missing_as_nan,
     model_output_fields,
+    number_columns,
     object_floats,
     sequence_rows,
     structured_fields,
@@ -206,6 +207,12 @@ def normalize(
         # name the classes.
         add_probabilities(prediction, to_array(result),
                           distinct_names([name for name, _ in frame_columns(result)]))
+        return prediction
+    matrix = number_columns(result) if probabilities and isinstance(result, Mapping) else None
+    if matrix is not None:
+        # The same as a dict of a column per class (``dict(zip(classes_, p))`` per row, or
+        # its columns): read as that DataFrame is.
+        add_probabilities(prediction, matrix, distinct_names(list(result)))  # type: ignore[arg-type]
         return prediction
     if isinstance(result, Mapping) or is_dataframe(result):
         columns = list(result.items()) if isinstance(result, Mapping) else \

@@ -384,6 +384,39 @@ def frame_columns(frame: object) -> list[tuple[object, object]]:
     return [(name, frame[name]) for name in frame.columns]  # a polars DataFrame
 
 
+def number_columns(columns: object) -> np.ndarray | None:
+    """The float matrix of a dict whose every value is a number, or a 1-D list or array of
+    numbers, all of one length (a column each, in key order; numbers alone are one row);
+    None for any other dict.
+
+    >>> number_columns({"no": [0.2, 0.6], "yes": [0.8, 0.4]}).tolist()
+    [[0.2, 0.8], [0.6, 0.4]]
+    >>> number_columns({"no": 0.2, "yes": 0.8}).shape, number_columns({"label": ["a"]})
+    ((1, 2), None)
+    """
+    if not columns:
+        return None
+    arrays = []
+    for value in columns.values():  # type: ignore[attr-defined]
+        if isinstance(value, (bool, np.bool_)):
+            return None
+        if isinstance(value, (int, float, np.integer, np.floating)):
+            arrays.append(np.array([float(value)]))
+            continue
+        if not isinstance(value, (list, tuple, np.ndarray)):
+            return None
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError):
+            return None
+        if array.ndim != 1 or array.dtype.kind not in "iuf":
+            return None
+        arrays.append(array.astype(np.float64))
+    if len({array.shape[0] for array in arrays}) != 1:
+        return None
+    return np.column_stack(arrays)
+
+
 def distinct_names(names: Sequence[object]) -> list[str]:
     """Output names as text, each repeat renamed ``a.1``, ``a.2`` as pandas names a file's
     repeated columns on read. A DataFrame or Table may repeat a column name, and keys
