@@ -1,7 +1,8 @@
 """Readers of classifiers' answers that join many calls and read them once: label matrices
 (a multi-output or multi-label classifier's ``predict``), an ONNX classifier's ``[labels,
 probabilities]``, ``predict_proba`` as a 1-D array, a list of matrices
-(``MultiOutputClassifier``) or a DataFrame of a column per class.
+(``MultiOutputClassifier``), a DataFrame of a column per class or dicts of a probability
+per class.
 
 :class:`ClassifierResults` sits between :class:`~inferwatch.core.stacked_results.
 StackedResults` and :class:`~inferwatch.core.prediction_batch.PredictionBatch`, and records
@@ -23,6 +24,7 @@ from inferwatch.core.class_probabilities import binary_rows, two_classes
 from inferwatch.core.classifier_outputs import joined_classifier_outputs, output_matrix_rows
 from inferwatch.core.outcome_labels import kept_label
 from inferwatch.core.predictions import MAX_LABEL_COLUMNS
+from inferwatch.core.result_arrays import number_map_rows
 from inferwatch.core.stacked_results import StackedResults
 
 
@@ -61,6 +63,20 @@ class ClassifierResults(StackedResults):
         found = self._typed_frames_join(results)
         return None if found is None else self._add_joined_rows(found, len(results), True,
                                                                 split)
+
+    def _add_probability_maps(self, results: Sequence[object], split: bool = False
+                              ) -> list[tuple[tuple | None, tuple | None] | None] | None:
+        """Many calls' ``predict_proba`` answers as dicts of a probability per class, their
+        columns, or rows of such dicts (``[dict(zip(classes_, p)) for p in proba]``), of the
+        same keys in the same order (:func:`number_map_rows`): joined into one dict of
+        columns and read once, as :meth:`_add_probability_frames` reads frames. None,
+        recording nothing, for any other results."""
+        found = number_map_rows(results)
+        if found is None:
+            return None
+        keys, matrix, sizes = found
+        return self._add_joined_rows((lambda: dict(zip(keys, matrix.T)), sizes), len(results),
+                                     True, split)
 
     def _add_probability_vectors(self, stacked: np.ndarray, width: int, calls: int) -> bool:
         """Calls whose ``predict_proba`` returned a 1-D float array of `width` values each

@@ -41,6 +41,7 @@ _LIST_ONLY = {list}
 _DICT_ONLY = {dict}
 _TUPLE_ONLY = {tuple}
 _LIST_OR_TUPLE = ({list}, {tuple})
+_DICT_OR_LIST = frozenset({dict, list})
 _NONE_ONLY = {type(None)}
 
 
@@ -88,6 +89,8 @@ class OutcomeRows(ClassifierResults):
         if len(results) > 1 and probabilities:
             rows = self._probability_vector_records(results)
             kinds = set(map(type, results))
+            if rows is None and kinds <= _DICT_OR_LIST:
+                rows = self._add_probability_maps(results, split=True)
             if rows is None and kinds in _LIST_OR_TUPLE:
                 rows = self._add_output_matrices(results, split=True)
             elif rows is None and len(kinds) == 1 and is_pandas_frame(next(iter(kinds))):

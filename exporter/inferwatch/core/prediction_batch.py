@@ -81,6 +81,7 @@ _ARRAY_ONLY = {np.ndarray}
 _DICT_ONLY = {dict}
 _TUPLE_ONLY = {tuple}
 _LIST_OR_TUPLE = ({list}, {tuple})
+_DICT_OR_LIST = frozenset({dict, list})
 _NONE_ONLY = {type(None)}
 
 _UNSET = object()
@@ -157,6 +158,9 @@ class PredictionBatch(OutcomeRows):
         if kinds == {dict} and len(results) > 1 and not probabilities and (
                 self._add_scalar_dicts(results) or self._add_array_dicts(results)):
             return
+        if probabilities and kinds <= _DICT_OR_LIST and len(results) > 1 and \
+                self._add_probability_maps(results) is not None:
+            return  # dicts of a probability per class, or rows of them
         if kinds in _LIST_OR_TUPLE and len(results) > 1 and (
                 self._add_output_matrices(results) if probabilities else
                 self._add_classifier_outputs(results)) is not None:

@@ -417,6 +417,53 @@ def number_columns(columns: object) -> np.ndarray | None:
     return np.column_stack(arrays)
 
 
+# Numbers number_columns takes, told by class in one lookup (bool is none of them).
+_NUMBER_CLASSES = frozenset({float, int, np.float64, np.float32, np.float16, np.int64,
+                             np.int32, np.int16, np.int8, np.uint64, np.uint32, np.uint16,
+                             np.uint8})
+
+
+def number_map_rows(results: Sequence[object]) -> tuple[tuple, np.ndarray, list[int]] | None:
+    """(the keys, the float matrix of every result's rows, each result's rows) of many
+    results that are each a dict of a number per key, a dict of 1-D columns of numbers
+    (:func:`number_columns`), or a list of dicts of a number per key, all with the same keys
+    in the same order: ``predict_proba``'s probability per class, call after call. None for
+    any other results.
+
+    >>> keys, matrix, sizes = number_map_rows([{"no": 0.2, "yes": 0.8},
+    ...                                        [{"no": 0.6, "yes": 0.4}, {"no": 1, "yes": 0}]])
+    >>> keys, matrix.tolist(), sizes
+    (('no', 'yes'), [[0.2, 0.8], [0.6, 0.4], [1.0, 0.0]], [1, 2])
+    """
+    first = results[0]
+    if first.__class__ is list:
+        first = first[0] if first else None
+    if first.__class__ is not dict or not first:
+        return None
+    keys = tuple(first)  # type: ignore[arg-type]
+    rows: list[list] = []
+    sizes = []
+    for result in results:
+        before = len(rows)
+        for row in (result if result.__class__ is list else (result,)):  # type: ignore[union-attr]
+            if row.__class__ is not dict or tuple(row) != keys:
+                return None
+            values = list(row.values())  # type: ignore[union-attr]
+            if all(value.__class__ in _NUMBER_CLASSES for value in values):
+                rows.append(values)
+            elif result.__class__ is dict:  # a column per key
+                matrix = number_columns(row)
+                if matrix is None:
+                    return None
+                rows.extend(matrix.tolist())
+            else:
+                return None
+        if len(rows) == before:
+            return None
+        sizes.append(len(rows) - before)
+    return keys, np.array(rows, dtype=np.float64), sizes
+
+
 def distinct_names(names: Sequence[object]) -> list[str]:
     """Output names as text, each repeat renamed ``a.1``, ``a.2`` as pandas names a file's
     repeated columns on read. A DataFrame or Table may repeat a column name, and keys
