@@ -85,6 +85,15 @@ def test_a_named_class_returned_as_text_is_counted_as_that_class(names, dtype, d
         scraper.registry.close()
 
 
+def test_a_numpy_text_scalar_is_a_label_as_a_str_is(scraper):
+    model = inferwatch.instrument(_Classifier(["cat", "dog"]), name="np", version="1",
+                                  registry=scraper.registry)
+    answer = np.array(["dog"])[0]  # what clf.predict(x)[0] returns: a np.str_
+    assert model.predict(answer) is answer
+    assert model.predict("dog") == "dog"
+    assert _counts(scraper, "np") == ({"dog": 2.0}, 0.0, 0.0)
+
+
 def test_an_async_model_and_a_refit_read_the_classes_named_at_the_call(scraper):
     model = _AsyncClassifier(["cat", "dog"])
     wrapped = inferwatch.instrument(model, name="pets", version="1", registry=scraper.registry)
