@@ -144,3 +144,23 @@ def test_a_dict_of_labels_or_of_a_map_per_row_is_still_read_as_named_outputs(scr
     model.predict_proba(None)
     assert scraper.value("inferwatch_prediction_count", model="tag", output="score") == 2
     assert scraper.value("inferwatch_predicted_class_total", model="tag", **{"class": "a"}) == 2
+
+
+def test_an_integer_past_the_float_range_is_counted_never_a_fault(scraper):
+    from inferwatch import faults
+
+    class Service:
+        classes_ = np.array(["no", "yes"])
+
+        def predict_proba(self, x):
+            return {"no": 10**400, "yes": 0.5} if x else [{"no": 10**400, "yes": 1}]
+
+    model = inferwatch.instrument(Service(), name="big", version="1", registry=scraper.registry)
+    before = faults.internal_error_counts()
+    for i in range(4):
+        model.predict_proba(i % 2)
+    model.predict_proba(1, request_id="r-1")
+    model.predict_proba(0, request_id="r-2")
+    assert scraper.value("inferwatch_requests_total", model="big", outcome="ok") == 6
+    assert scraper.total("inferwatch_invalid_predictions_total", model="big") > 0
+    assert faults.internal_error_counts() == before

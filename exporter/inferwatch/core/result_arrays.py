@@ -401,7 +401,10 @@ def number_columns(columns: object) -> np.ndarray | None:
         if isinstance(value, (bool, np.bool_)):
             return None
         if isinstance(value, (int, float, np.integer, np.floating)):
-            arrays.append(np.array([float(value)]))
+            try:
+                arrays.append(np.array([float(value)]))
+            except OverflowError:  # an integer past the float range: no probability
+                return None
             continue
         if not isinstance(value, (list, tuple, np.ndarray)):
             return None
@@ -461,7 +464,10 @@ def number_map_rows(results: Sequence[object]) -> tuple[tuple, np.ndarray, list[
         if len(rows) == before:
             return None
         sizes.append(len(rows) - before)
-    return keys, np.array(rows, dtype=np.float64), sizes
+    try:
+        return keys, np.array(rows, dtype=np.float64), sizes
+    except OverflowError:  # an integer past the float range: each call read alone
+        return None
 
 
 def distinct_names(names: Sequence[object]) -> list[str]:
