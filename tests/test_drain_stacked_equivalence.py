@@ -156,7 +156,7 @@ def test_many_calls_read_together_give_the_figures_of_each_call_read_alone(
                         "int polars", "nullable polars", "int matrix", "int list",
                         "onnx matrix")
             values = _FLOATS if kind.startswith("float") or kind in (
-                "array tuple", "array list", "scalar dict") else (
+                "array tuple", "array list", "scalar dict", "0-d float") else (
                 _NUMBERS if kind in (*integers, "bool array", "object Series",
                                      "mixed array tuple", "int dict") else _LABELS)
             rows = data.draw(st.lists(values, min_size=width, max_size=width))
