@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inferwatch.core import pending_calls, record_joins
+from inferwatch.core.class_probabilities import column_names
 from inferwatch.core.huge_records import (
     fold_huge_label_columns,
     fold_huge_matrices,
@@ -56,7 +57,15 @@ def check_predictions(tracker: FeatureTracker, predictions: PredictionBatch,
     reference's output names; predicted labels where the reference profiled labels."""
     values = {name: np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
               for name, chunks in predictions.values.items()}
-    if predictions.classes:
+    score = _score_output(tracker)
+    if score is not None:
+        # Labels are never binned against a profile of probabilities: a label 1 falls in
+        # its top bin, a label 0 in its bottom one, and every drain read as drift.
+        if score not in values:
+            positive = _positive_probabilities(values, predictions)
+            if positive is not None:
+                values[score] = positive
+    elif predictions.classes:
         output = _label_output(tracker, predictions)
         if output not in values:
             labels = _predicted_labels(tracker, predictions.classes, output)
@@ -91,6 +100,34 @@ def _by_reference_names(tracker: FeatureTracker, values: dict[str, np.ndarray]
     if len(values) != len(names) or not values or any(name in values for name in names):
         return values
     return dict(zip(names, values.values()))
+
+
+def _score_output(tracker: FeatureTracker) -> str | None:
+    """The reference's one output where it profiled one class's probability, as a binary
+    classifier's ``predict_proba(X)[:, 1]`` or a file's score column
+    (``--predictions-column score``) are: numbers within [0, 1], some of them not whole.
+    None for any other reference (labels 0 and 1 are whole numbers)."""
+    outputs = tracker.reference.outputs
+    if len(outputs) != 1:
+        return None
+    name, profile = next(iter(outputs.items()))
+    low, high = profile.min, profile.max
+    if not profile.is_numeric or low is None or high is None or low < 0 or high > 1:
+        return None
+    return name if any(v % 1 for v in (*profile.edges, low, high)) else None
+
+
+def _positive_probabilities(values: dict[str, np.ndarray], predictions: PredictionBatch
+                            ) -> np.ndarray | None:
+    """The second column of a binary classifier's probabilities (its ``classes_[1]``,
+    what ``predict_proba(X)[:, 1]`` takes), from a drain whose only class probabilities
+    are those two columns; else None."""
+    if len(predictions.probability_outputs) != 2:
+        return None
+    positive = column_names(2, predictions.read_class_names())[1]
+    if positive not in predictions.probability_outputs:
+        return None
+    return values.get(positive)
 
 
 def _label_output(tracker: FeatureTracker, predictions: PredictionBatch) -> str:
