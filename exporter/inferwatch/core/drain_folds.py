@@ -71,7 +71,9 @@ def check_predictions(tracker: FeatureTracker, predictions: PredictionBatch,
             labels = _predicted_labels(tracker, predictions.classes, output)
             if labels is not None:
                 values[output] = labels
-    tracker.check_predictions(_by_reference_names(tracker, values), predictions.rows(), now)
+    tracker.check_predictions(
+        _by_reference_names(tracker, values, predictions),
+        predictions.rows(), now)
 
 
 def count_input_checks(state: ModelState, feature_labels: Sequence[str],
@@ -89,15 +91,27 @@ def count_input_checks(state: ModelState, feature_labels: Sequence[str],
             state.inc("inferwatch_input_errors_total", (reason,), count)
 
 
-def _by_reference_names(tracker: FeatureTracker, values: dict[str, np.ndarray]
-                        ) -> dict[str, np.ndarray]:
+def _by_reference_names(tracker: FeatureTracker, values: dict[str, np.ndarray],
+                        predictions: PredictionBatch | None = None) -> dict[str, np.ndarray]:
     """`values` under the reference's output names. Probability columns are named by the
     model's ``classes_`` (``"0"``, ``"1"``); a reference profiled with ``prediction_names``
     (``["legit", "fraud"]``) names the same columns in the same order. When no name
     matches and the counts agree, the columns are matched by position, as they were
-    profiled; prediction drift was silently never scored."""
+    profiled; prediction drift was silently never scored. So are they against the profile
+    of an unnamed matrix, whose outputs are its column numbers: for classes 1, 2 and 3, the
+    live column ``"1"`` is the first, the profile's ``"1"`` the second."""
     names = tracker.reference.output_names
-    if len(values) != len(names) or not values or any(name in values for name in names):
+    if not values:
+        return values
+    if predictions is not None and len(predictions.probability_outputs) == len(names) and \
+            names == [str(j) for j in range(len(names))]:
+        columns = column_names(len(names), predictions.read_class_names())
+        if columns != names and all(column in values for column in columns):
+            matched = {name: value for name, value in values.items()
+                       if name not in predictions.probability_outputs}
+            matched.update(zip(names, (values[column] for column in columns)))
+            return matched
+    if len(values) != len(names) or any(name in values for name in names):
         return values
     return dict(zip(names, values.values()))
 
