@@ -96,3 +96,22 @@ def test_an_unnamed_profile_scores_each_column_as_a_profile_named_by_classes_doe
     named = _scores(classes, profiled, results, [str(c) for c in classes])
     assert unnamed == {str(j): named[str(c)] for j, c in enumerate(classes)
                        if str(c) in named}
+
+
+def test_a_report_reads_a_frame_named_by_classes_by_position_against_an_unnamed_profile():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    proba, x = rng.dirichlet([1, 2, 3], size=500), rng.normal(size=(500, 1))
+    reference = inferwatch.Reference.from_data(x, predictions=proba)
+
+    def psi(predictions) -> dict[str, float]:
+        report = reference.compare(x[:250], predictions=predictions)
+        return {output.name: output.psi for output in report.outputs}
+
+    expected = psi(proba[:250])  # an array: by position
+    assert max(expected.values()) < 0.1
+    for columns in (["1", "2", "3"], [1, 2, 3], ["a", "b", "c"]):
+        assert psi(pd.DataFrame(proba[:250], columns=columns)) == expected, columns
+    # Named by the profile's own names, in another order: by name.
+    assert psi(pd.DataFrame(proba[:250][:, [2, 0, 1]], columns=["2", "0", "1"])) == expected

@@ -225,7 +225,8 @@ class BatchChecker:
         reference's outputs in order, or a multi-output classifier's 2-D labels for a
         reference that profiled them (as ``<output>:<label>`` of one ``value`` output);
         so does a DataFrame or Arrow table, its columns by output name (by position
-        when no name is an output's and there are as many). One prediction works as one
+        when there are as many and no name is an output's, or some name is not one of a
+        profile's column numbers ``"0"`` to ``"k-1"``). One prediction works as one
         input row does: a dict of scalars, a scalar for a reference with one output, or a
         1-D array with one value per output. Every reference output gets an
         array (zeros when absent); unknown names, missing and wrongly typed values, and
@@ -290,8 +291,13 @@ class BatchChecker:
         names = [str(k) for k in keys]
         if len(set(names)) != len(names):
             return {}
-        if not set(names) & set(self._outputs) and len(names) == len(self._outputs):
-            names = list(self._outputs)  # the order both were made in
+        outputs = list(self._outputs)
+        if len(names) == len(outputs) and not set(names) <= set(outputs) and (
+                not set(names) & set(outputs) or outputs == [str(j) for j in range(len(names))]):
+            # The order both were made in: where no name is an output's, and against the
+            # profile of an unnamed matrix (outputs "0", "1", "2"), whose columns named by
+            # classes 1, 2 and 3 share two names that are other columns' there.
+            names = outputs
         return {name: frame_column(frame, key) for name, key in zip(names, keys)}
 
     def _outputs_of_array(self, values: Any) -> tuple[dict[str, Any], int]:
