@@ -115,3 +115,25 @@ def test_a_report_reads_a_frame_named_by_classes_by_position_against_an_unnamed_
         assert psi(pd.DataFrame(proba[:250], columns=columns)) == expected, columns
     # Named by the profile's own names, in another order: by name.
     assert psi(pd.DataFrame(proba[:250][:, [2, 0, 1]], columns=["2", "0", "1"])) == expected
+
+
+def test_each_matrix_of_a_multi_output_classifier_is_matched_by_position(scraper):
+    from sklearn.multioutput import MultiOutputClassifier
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(400, 2))
+    targets = np.column_stack([np.where(x[:, 0] > 0, 2, 1),
+                               np.select([x[:, 1] > 0.5, x[:, 1] > -0.5], [3, 2], 1)])
+    clf = MultiOutputClassifier(LogisticRegression()).fit(x, targets)
+    proba = clf.predict_proba(x)
+    for name, names in (("unnamed", None), ("named", clf.classes_)):
+        model = inferwatch.instrument(
+            clf, name=name, version="1", registry=scraper.registry,
+            reference=inferwatch.Reference.from_data(x, predictions=proba,
+                                                     prediction_names=names))
+        for start in range(0, 200, 25):
+            model.predict_proba(x[start:start + 25])
+    unnamed, named = _psi(scraper, "unnamed"), _psi(scraper, "named")
+    assert named.keys() == {"0:1", "0:2", "1:1", "1:2", "1:3"}
+    assert unnamed == {"0:0": named["0:1"], "0:1": named["0:2"], "1:0": named["1:1"],
+                       "1:1": named["1:2"], "1:2": named["1:3"]}

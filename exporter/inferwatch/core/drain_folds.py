@@ -99,14 +99,15 @@ def _by_reference_names(tracker: FeatureTracker, values: dict[str, np.ndarray],
     matches and the counts agree, the columns are matched by position, as they were
     profiled; prediction drift was silently never scored. So are they against the profile
     of an unnamed matrix, whose outputs are its column numbers: for classes 1, 2 and 3, the
-    live column ``"1"`` is the first, the profile's ``"1"`` the second."""
+    live column ``"1"`` is the first, the profile's ``"1"`` the second (and so for each
+    matrix of a multi-output classifier's list of them)."""
     names = tracker.reference.output_names
     if not values:
         return values
-    if predictions is not None and len(predictions.probability_outputs) == len(names) and \
-            names == [str(j) for j in range(len(names))]:
-        columns = column_names(len(names), predictions.read_class_names())
-        if columns != names and all(column in values for column in columns):
+    if predictions is not None and len(predictions.probability_outputs) == len(names):
+        columns = _live_columns(names, predictions.read_class_names())
+        if columns is not None and columns != names and \
+                all(column in values for column in columns):
             matched = {name: value for name, value in values.items()
                        if name not in predictions.probability_outputs}
             matched.update(zip(names, (values[column] for column in columns)))
@@ -114,6 +115,38 @@ def _by_reference_names(tracker: FeatureTracker, values: dict[str, np.ndarray],
     if len(values) != len(names) or any(name in values for name in names):
         return values
     return dict(zip(names, values.values()))
+
+
+def _live_columns(names: list[str], class_names: Sequence[object] | None
+                  ) -> list[str] | None:
+    """The live names of the probability columns a profile of an unnamed matrix names by
+    number, in their order: ``"0"`` to ``"k-1"`` for one matrix (live, its classes), and
+    ``"j:0"`` to ``"j:k-1"`` for output j of a multi-output classifier's list of them
+    (live, ``"j:<class>"``); None for a profile named otherwise.
+
+    >>> _live_columns(["0", "1", "2"], [1, 2, 3])
+    ['1', '2', '3']
+    >>> _live_columns(["0:0", "0:1", "1:0", "1:1"], [np.array([1, 2]), np.array(["a", "b"])])
+    ['0:1', '0:2', '1:a', '1:b']
+    >>> _live_columns(["legit", "fraud"], [0, 1]) is None
+    True
+    """
+    if names == [str(i) for i in range(len(names))]:
+        return column_names(len(names), class_names)
+    widths: list[int] = []
+    for name in names:
+        output, _, column = name.partition(":")
+        if output == str(len(widths) - 1) and column == str(widths[-1]):
+            widths[-1] += 1
+        elif output == str(len(widths)) and column == "0":
+            widths.append(1)
+        else:
+            return None
+    per_output = list(class_names) if class_names is not None and \
+        len(class_names) == len(widths) and \
+        all(np.ndim(classes) == 1 for classes in class_names) else [None] * len(widths)
+    return [f"{j}:{name}" for j, width in enumerate(widths)
+            for name in column_names(width, per_output[j])]
 
 
 def _score_output(tracker: FeatureTracker) -> str | None:
