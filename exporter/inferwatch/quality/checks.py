@@ -38,6 +38,7 @@ from inferwatch.quality.column_checks import ColumnCounts, CompiledColumn, at_pr
 from inferwatch.quality.input_columns import (
     LABEL_OUTPUT,
     as_live_outputs,
+    default_frame_names,
     frame_column,
     frame_names,
     frame_rows,
@@ -570,6 +571,14 @@ class BatchChecker:
             return
         keys = frame_names(frame)
         names = [str(c) for c in keys]
+        if default_frame_names(keys):
+            # pd.DataFrame(array) or pl.from_numpy(array): a frame that names nothing is
+            # read by position, as the array it was made from is, not counted as every
+            # feature missing beside as many unknown ones.
+            if len(names) != len(self.feature_names):
+                result.error("wrong_width")
+                return
+            names = list(self.feature_names)
         # Decided for the whole frame, before it is sliced: a feature named twice is one
         # wrong_shape per batch, not one per slice.
         ambiguous = self._ambiguous(names, n, result)
