@@ -140,3 +140,24 @@ def test_the_positive_column_is_scored_as_a_two_column_profile_scores_it(profile
     positive = "1" if classes is None else names[1]
     assert one.keys() <= {"value"}
     assert one.get("value") == both.get(positive)
+
+
+def test_a_report_compares_the_second_column_of_a_two_class_matrix_with_such_a_profile():
+    import pandas as pd
+
+    x, clf = _data((0, 1))
+    proba = clf.predict_proba(x)
+    reference = inferwatch.Reference.from_data(x, predictions=proba[:, 1])
+    assert reference.score_output == "value"
+
+    def psi(predictions) -> dict[str, float]:
+        report = reference.compare(x[:150], predictions=predictions)
+        return {output.name: output.psi for output in report.outputs}
+
+    expected = psi(proba[:150, 1])
+    assert set(expected) == {"value"} and expected["value"] < 0.2
+    assert psi(proba[:150]) == expected
+    assert psi(pd.DataFrame(proba[:150], columns=clf.classes_)) == expected
+    # A profile of labels is no profile of a score: a matrix has no column to compare.
+    labels = inferwatch.Reference.from_data(x, predictions=clf.predict(x))
+    assert labels.score_output is None

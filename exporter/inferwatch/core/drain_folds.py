@@ -57,7 +57,7 @@ def check_predictions(tracker: FeatureTracker, predictions: PredictionBatch,
     reference's output names; predicted labels where the reference profiled labels."""
     values = {name: np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
               for name, chunks in predictions.values.items()}
-    score = _score_output(tracker)
+    score = tracker.reference.score_output
     if score is not None:
         # Labels are never binned against a profile of probabilities: a label 1 falls in
         # its top bin, a label 0 in its bottom one, and every drain read as drift.
@@ -147,21 +147,6 @@ def _live_columns(names: list[str], class_names: Sequence[object] | None
         all(np.ndim(classes) == 1 for classes in class_names) else [None] * len(widths)
     return [f"{j}:{name}" for j, width in enumerate(widths)
             for name in column_names(width, per_output[j])]
-
-
-def _score_output(tracker: FeatureTracker) -> str | None:
-    """The reference's one output where it profiled one class's probability, as a binary
-    classifier's ``predict_proba(X)[:, 1]`` or a file's score column
-    (``--predictions-column score``) are: numbers within [0, 1], some of them not whole.
-    None for any other reference (labels 0 and 1 are whole numbers)."""
-    outputs = tracker.reference.outputs
-    if len(outputs) != 1:
-        return None
-    name, profile = next(iter(outputs.items()))
-    low, high = profile.min, profile.max
-    if not profile.is_numeric or low is None or high is None or low < 0 or high > 1:
-        return None
-    return name if any(v % 1 for v in (*profile.edges, low, high)) else None
 
 
 def _positive_probabilities(values: dict[str, np.ndarray], predictions: PredictionBatch

@@ -293,6 +293,9 @@ class BatchChecker:
         if len(set(names)) != len(names):
             return {}
         outputs = list(self._outputs)
+        if len(names) == 2 and outputs == [self.reference.score_output] and \
+                outputs[0] not in names:
+            return {outputs[0]: frame_column(frame, keys[1])}  # the column [:, 1] takes
         if len(names) == len(outputs) and not set(names) <= set(outputs) and (
                 not set(names) & set(outputs) or outputs == [str(j) for j in range(len(names))]):
             # The order both were made in: where no name is an output's, and against the
@@ -333,6 +336,8 @@ class BatchChecker:
             arr = arr.reshape(1, -1)
         if arr.ndim == 2 and arr.shape[1] == len(names):
             return {name: arr[:, i] for i, name in enumerate(names)}, 0
+        if arr.ndim == 2 and arr.shape[1] == 2 and names == [self.reference.score_output]:
+            return {names[0]: arr[:, 1]}, 0  # a two-class matrix: the column [:, 1] takes
         if arr.ndim == 2 and arr.shape[1] > 1 and names == [LABEL_OUTPUT] and \
                 not self._outputs[LABEL_OUTPUT].numeric:
             # A multi-output classifier's labels, profiled as their ``<output>:<label>``.

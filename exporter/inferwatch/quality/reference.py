@@ -75,6 +75,26 @@ class Reference:
         """The prediction output profiles (the same mapping as ``outputs``)."""
         return self.outputs
 
+    @property
+    def score_output(self) -> str | None:
+        """The one output, where this reference profiled one class's probability, as a
+        binary classifier's ``predict_proba(X)[:, 1]`` or a file's score column are:
+        numbers within [0, 1], some of them not whole (labels 0 and 1 are whole). Live,
+        it is compared with the second column of a two-class probability matrix.
+
+        >>> Reference.from_data([[0], [1], [2]], predictions=[0.2, 0.9, 0.4]).score_output
+        'value'
+        >>> Reference.from_data([[0], [1], [2]], predictions=[0, 1, 1]).score_output is None
+        True
+        """
+        if len(self.outputs) != 1:
+            return None
+        name, profile = next(iter(self.outputs.items()))
+        low, high = profile.min, profile.max
+        if not profile.is_numeric or low is None or high is None or low < 0 or high > 1:
+            return None
+        return name if any(v % 1 for v in (*profile.edges, low, high)) else None
+
     def __repr__(self) -> str:
         scored = "" if self.validation is None else (
             f", validation {self.validation.metric} {self.validation.value:.4g}")
