@@ -28,6 +28,10 @@ class ColumnCounts:
         self.bins: np.ndarray | int = 0
 
 
+# The text of a bool category, and of the number a bool is (category keys write 1.0 as 1).
+_BOOL_KEYS = {"False": "0", "True": "1"}
+
+
 class CompiledColumn:
     """One feature's profile turned into the arrays and lookups the checks need."""
 
@@ -38,6 +42,11 @@ class CompiledColumn:
         self.edges = np.asarray(profile.edges, dtype=np.float64)
         self.lo, self.hi = value_range(profile, tolerance)
         self.lookup = {c: i for i, c in enumerate(profile.categories[:-1])}
+        if self.lookup and set(self.lookup) <= set(_BOOL_KEYS):
+            # Profiled as bools (a bool column), served as numbers: a float matrix cannot
+            # hold a bool, and a model reads True as 1.0. Unseen, each row was drift.
+            self.lookup.update({number: self.lookup[word] for word, number
+                                in _BOOL_KEYS.items() if word in self.lookup})
         self.other = self.n_bins - 1
         self._narrow: dict[str, tuple[float, float, np.ndarray]] = {}
 
