@@ -75,6 +75,7 @@ from inferwatch.core.result_arrays import (
     to_array,
     without_missing,
 )
+from inferwatch.frame_names import unnamed_frame_matrix
 
 if TYPE_CHECKING:
     from inferwatch.core.label_caps import LabelCap
@@ -173,6 +174,11 @@ def normalize(
     fields = model_output_fields(result)
     if fields is not None:
         result = fields["sequences"] if list(fields) == ["sequences"] else fields
+    unnamed = unnamed_frame_matrix(result)
+    if unnamed is not None:
+        # pd.DataFrame(proba) names nothing: read as the array it holds, its probability
+        # columns named by the classes, not called 0 and 1 (or column_0) as classes.
+        result = unnamed
     scored = label_score_matrix(result, class_names)
     if scored is not None:
         matrix, labels = scored

@@ -32,13 +32,13 @@ from typing import Any
 import numpy as np
 
 from inferwatch import faults
+from inferwatch.frame_names import default_frame_names
 from inferwatch.quality.batch_values import as_column, is_narrow, is_row, length, one_value
 from inferwatch.quality.bin_layout import BinLayout
 from inferwatch.quality.column_checks import ColumnCounts, CompiledColumn, at_precision
 from inferwatch.quality.input_columns import (
     LABEL_OUTPUT,
     as_live_outputs,
-    default_frame_names,
     frame_column,
     frame_names,
     frame_rows,

@@ -2,7 +2,7 @@
 structured and plain arrays, scipy.sparse matrices, dicts of columns and lists of row dicts,
 each read as one 1-D numpy array a column, found by name (never by position), named as text;
 live, a frame whose names are its library's defaults (:func:`default_frame_names`) names
-nothing, and the batch checks read it by position.
+nothing, and the batch checks read it by position (:mod:`inferwatch.frame_names`).
 
 Apart from the profiling because the batch checks read live frames with the same helpers, and
 category-typed columns (pandas ``category``, Arrow dictionaries) are read here for both.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import decimal
 import fractions
-import numbers
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -44,23 +43,6 @@ def _is_arrow(obj: Any) -> bool:
 def frame_names(frame: Any) -> list[Any]:
     """The column keys of a frame (:func:`is_dataframe`), in the frame's order."""
     return list(frame.column_names) if _is_arrow(frame) else list(frame.columns)
-
-
-def default_frame_names(keys: list[Any]) -> bool:
-    """Whether a frame's column keys are the ones its library gives a frame made from an
-    array or from rows, which name nothing: pandas' ``0`` to ``k-1``, polars' ``column_0``
-    to ``column_{k-1}``.
-
-    >>> default_frame_names([0, 1, 2]), default_frame_names(["column_0", "column_1"])
-    (True, True)
-    >>> default_frame_names([1, 0]), default_frame_names(["age", "income"]), default_frame_names([])
-    (False, False, False)
-    """
-    if not keys:
-        return False
-    if all(isinstance(key, numbers.Integral) and not isinstance(key, bool) for key in keys):
-        return keys == list(range(len(keys)))
-    return all(key == f"column_{j}" for j, key in enumerate(keys))
 
 
 def frame_column(frame: Any, key: Any) -> Any:
