@@ -69,6 +69,9 @@ def _kinds() -> dict[str, tuple[Callable[[], object], dict]]:
         "predict_proba: DataFrame of a column per class": (
             lambda: pd.DataFrame({"legit": [0.3], "fraud": [0.7]}),
             {"method": "predict_proba", "classes": CLASSES}),
+        "predict_proba: pd.DataFrame(proba), columns 0 and 1 (a pyfunc's)": (
+            lambda: pd.DataFrame(np.array([[0.3, 0.7]])),
+            {"method": "predict_proba", "model_classes": CLASSES}),
         "predict_proba: a dict of a probability per class": (
             lambda: {"legit": 0.3, "fraud": 0.7},
             {"method": "predict_proba", "model_classes": CLASSES}),
@@ -115,6 +118,12 @@ def _kinds() -> dict[str, tuple[Callable[[], object], dict]]:
             "polars Enum Series": (lambda: pl.Series(["fraud"], dtype=pl.Enum(CLASSES)), {}),
             "polars float Series, null": (lambda: pl.Series([None], dtype=pl.Float64), {}),
             "polars DataFrame of a float": (lambda: pl.DataFrame({"a": [0.5]}), {}),
+            "predict_proba: polars DataFrame of a column per class": (
+                lambda: pl.DataFrame({"legit": [0.3], "fraud": [0.7]}),
+                {"method": "predict_proba", "model_classes": CLASSES}),
+            "predict_proba: pl.from_numpy(proba), columns column_0 and column_1": (
+                lambda: pl.from_numpy(np.array([[0.3, 0.7]])),
+                {"method": "predict_proba", "model_classes": CLASSES}),
         })
     if sparse is not None:
         kinds["scipy.sparse row (multi-label)"] = (

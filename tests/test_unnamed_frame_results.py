@@ -14,12 +14,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import polars as pl
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import inferwatch
 
-_FORMS = {"array": lambda a: a, "pandas": pd.DataFrame, "polars": pl.from_numpy}
+_FORMS = {"array": lambda a, names: a,
+          "pandas": lambda a, names: pd.DataFrame(a),
+          "polars": lambda a, names: pl.from_numpy(a),
+          # Named by the classes: polars frames of one schema are joined per drain, as
+          # pandas frames of the same columns are.
+          "polars named": lambda a, names: pl.DataFrame(dict(zip(names, a.T))),
+          "pandas named": lambda a, names: pd.DataFrame(dict(zip(names, a.T)))}
 
 
 class _Model:
@@ -39,7 +45,8 @@ def _scrape(method, classes, calls, paths, truths, form) -> list[tuple]:
 
     scraper = Scraper()
     try:
-        results = [_FORMS[form](matrix) for matrix in calls]
+        names = None if classes is None else [str(c) for c in classes]
+        results = [_FORMS[form](matrix, names) for matrix in calls]
         model = inferwatch.instrument(_Model(results, classes), name="m", version="1",
                                       registry=scraper.registry)
         mon = inferwatch.monitor("m", "1", registry=scraper.registry)
@@ -82,9 +89,11 @@ def _probabilities(draw):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(drawn=_probabilities(), form=st.sampled_from(["pandas", "polars"]))
+@given(drawn=_probabilities(),
+       form=st.sampled_from(["pandas", "polars", "polars named", "pandas named"]))
 def test_probabilities_in_a_frame_that_names_nothing_read_as_their_matrix(drawn, form):
     classes, calls, paths, truths = drawn
+    assume(classes is not None or "named" not in form)
     assert _scrape("predict_proba", classes, calls, paths, truths, form) == \
         _scrape("predict_proba", classes, calls, paths, truths, "array")
 

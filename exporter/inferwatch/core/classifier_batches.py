@@ -22,6 +22,7 @@ import numpy as np
 from inferwatch.core.call_rows import split_rows
 from inferwatch.core.class_probabilities import binary_rows, two_classes
 from inferwatch.core.classifier_outputs import joined_classifier_outputs, output_matrix_rows
+from inferwatch.core.library_columns import is_polars_frame
 from inferwatch.core.outcome_labels import kept_label
 from inferwatch.core.predictions import MAX_LABEL_COLUMNS
 from inferwatch.core.result_arrays import number_map_rows
@@ -57,10 +58,13 @@ class ClassifierResults(StackedResults):
                                 ) -> list[tuple[tuple | None, tuple | None] | None] | None:
         """Many calls' ``predict_proba`` answers as pandas DataFrames of the same columns,
         one per class, of the same dtypes (AutoGluon, H2O, a wrapper's
-        ``pd.DataFrame(proba, columns=classes)``), joined and read once: the columns name
-        the classes for every call alike, and each row is read on its own
-        (:meth:`_add_joined_rows`). None, recording nothing, for any other frames."""
-        found = self._typed_frames_join(results)
+        ``pd.DataFrame(proba, columns=classes)``), or polars DataFrames of one schema,
+        joined and read once: the columns name the classes for every call alike (or,
+        named by their library alone, ``pd.DataFrame(proba)``, the model's classes name
+        them), and each row is read on its own (:meth:`_add_joined_rows`). None, recording
+        nothing, for any other frames."""
+        found = self._polars_frames_join(results) if is_polars_frame(results[0].__class__) \
+            else self._typed_frames_join(results)
         return None if found is None else self._add_joined_rows(found, len(results), True,
                                                                 split)
 

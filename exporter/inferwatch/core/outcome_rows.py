@@ -93,7 +93,8 @@ class OutcomeRows(ClassifierResults):
                 rows = self._add_probability_maps(results, split=True)
             if rows is None and kinds in _LIST_OR_TUPLE:
                 rows = self._add_output_matrices(results, split=True)
-            elif rows is None and len(kinds) == 1 and is_pandas_frame(next(iter(kinds))):
+            elif rows is None and len(kinds) == 1 and (
+                    is_pandas_frame(next(iter(kinds))) or is_polars_frame(next(iter(kinds)))):
                 rows = self._add_probability_frames(results, split=True)
             if rows is not None:
                 return rows if split else []

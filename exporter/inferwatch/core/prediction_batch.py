@@ -200,8 +200,8 @@ class PredictionBatch(OutcomeRows):
                     (is_pandas_series(kind) and self._add_masked_series(results)) or
                     (is_polars_series(kind) and self._add_polars_series(results))):
                 return
-        if len(kinds) == 1 and len(results) > 1 and probabilities and \
-                is_pandas_frame(next(iter(kinds))) and \
+        if len(kinds) == 1 and len(results) > 1 and probabilities and (
+                is_pandas_frame(next(iter(kinds))) or is_polars_frame(next(iter(kinds)))) and \
                 self._add_probability_frames(results) is not None:
             return  # predict_proba as a DataFrame with a column per class
         if len(kinds) == 1 and len(results) > 1 and not probabilities and (
