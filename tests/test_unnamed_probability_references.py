@@ -25,19 +25,26 @@ def _psi(scraper, model: str) -> dict[str, float]:
             and s.labels["method"] == "psi"}
 
 
-def test_classes_one_to_three_are_scored_against_their_own_columns(scraper):
-    rng = np.random.default_rng(5)
-    x = rng.normal(size=(600, 2))
-    clf = LogisticRegression().fit(x, np.select([x[:, 0] > 0.5, x[:, 1] > 0], [3, 2], 1))
+def _unnamed_and_named(scraper, clf, x: np.ndarray, rows: int
+                       ) -> tuple[dict[str, float], dict[str, float]]:
+    """The PSI per output of `clf` serving its first `rows` training rows, against a
+    profile of its probabilities unnamed and one named by its ``classes_``."""
     proba = clf.predict_proba(x)
     for name, names in (("unnamed", None), ("named", clf.classes_)):
         model = inferwatch.instrument(
             clf, name=name, version="1", registry=scraper.registry,
             reference=inferwatch.Reference.from_data(x, predictions=proba,
                                                      prediction_names=names))
-        for start in range(0, 300, 30):
-            model.predict_proba(x[start:start + 30])
-    unnamed, named = _psi(scraper, "unnamed"), _psi(scraper, "named")
+        for start in range(0, rows, 25):
+            model.predict_proba(x[start:start + 25])
+    return _psi(scraper, "unnamed"), _psi(scraper, "named")
+
+
+def test_classes_one_to_three_are_scored_against_their_own_columns(scraper):
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(600, 2))
+    clf = LogisticRegression().fit(x, np.select([x[:, 0] > 0.5, x[:, 1] > 0], [3, 2], 1))
+    unnamed, named = _unnamed_and_named(scraper, clf, x, rows=300)
     assert named.keys() == {"1", "2", "3"}
     assert unnamed == {"0": named["1"], "1": named["2"], "2": named["3"]}
     assert max(unnamed.values()) < 0.2  # half its training rows: no drift
@@ -125,15 +132,7 @@ def test_each_matrix_of_a_multi_output_classifier_is_matched_by_position(scraper
     targets = np.column_stack([np.where(x[:, 0] > 0, 2, 1),
                                np.select([x[:, 1] > 0.5, x[:, 1] > -0.5], [3, 2], 1)])
     clf = MultiOutputClassifier(LogisticRegression()).fit(x, targets)
-    proba = clf.predict_proba(x)
-    for name, names in (("unnamed", None), ("named", clf.classes_)):
-        model = inferwatch.instrument(
-            clf, name=name, version="1", registry=scraper.registry,
-            reference=inferwatch.Reference.from_data(x, predictions=proba,
-                                                     prediction_names=names))
-        for start in range(0, 200, 25):
-            model.predict_proba(x[start:start + 25])
-    unnamed, named = _psi(scraper, "unnamed"), _psi(scraper, "named")
+    unnamed, named = _unnamed_and_named(scraper, clf, x, rows=200)
     assert named.keys() == {"0:1", "0:2", "1:1", "1:2", "1:3"}
     assert unnamed == {"0:0": named["0:1"], "0:1": named["0:2"], "1:0": named["1:1"],
                        "1:1": named["1:2"], "1:2": named["1:3"]}
