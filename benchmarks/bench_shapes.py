@@ -531,6 +531,9 @@ def _input_shapes(calls: int) -> list[Row]:
         "list of one row dict": [dict(zip(names, row.tolist()))],
         "list of one row": [row.tolist()],
         "one-row DataFrame": pd.DataFrame([row], columns=names),
+        "one-row DataFrame that names nothing (pd.DataFrame(row))": pd.DataFrame([row]),
+        "one-row DataFrame of other names (a schema break)": pd.DataFrame(
+            [row], columns=[f"g{i}" for i in range(5)]),
         "dict of columns": {name: [value] for name, value in zip(names, row.tolist())},
     }
     costs = {}
