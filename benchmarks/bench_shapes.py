@@ -536,11 +536,17 @@ def _input_shapes(calls: int) -> list[Row]:
             [row], columns=[f"g{i}" for i in range(5)]),
         "dict of columns": {name: [value] for name, value in zip(names, row.tolist())},
     }
+    # The usual tabular input: a text category beside numbers, against its own reference.
+    mixed = pd.DataFrame({**{name: rng.normal(size=2000) for name in names[:4]},
+                          "channel": rng.choice(["web", "app", "store"], 2000)})
+    references = {"one-row DataFrame of four numbers and a text category": Reference.from_data(
+        mixed, categorical=["channel"])}
+    shapes["one-row DataFrame of four numbers and a text category"] = mixed.iloc[:1].copy()
     costs = {}
     for label, x in shapes.items():
         monitors = Registry(drain_interval=3600)
         wrapped = instrument(lambda _: 0.5, name="inputs", version="1", registry=monitors,
-                             reference=reference)
+                             reference=references.get(label, reference))
         monitor = monitors.monitor("inputs", "1")
         spent = []
         for _ in range(5):

@@ -86,3 +86,84 @@ def test_a_renamed_feature_counts_per_row_in_a_joined_drain(scraper):
     assert scraper.value("inferwatch_input_errors_total", model="m",
                          reason="extra_column") == 100
     assert scraper.value("inferwatch_feature_drift_observations", model="m", feature="a") == 100
+
+
+_MIXED_NAMES = ["amount", "channel"]
+_MIXED_REFERENCE = inferwatch.Reference.from_data(pd.DataFrame({
+    "amount": np.random.default_rng(2).uniform(0, 100, 300),
+    "channel": np.random.default_rng(3).choice(["web", "app", "store"], 300)}))
+_MIXED_COLUMNS = [["amount", "channel"], ["channel", "amount"], ["amount", "chan"],
+                  ["amount", "channel", "extra"], ["amount", "amount", "channel"]]
+
+
+@st.composite
+def _mixed_frames(draw) -> list[object]:
+    """A text category beside numbers, the usual tabular input: pandas frames of object,
+    str or category text, or polars frames, of the reference's columns or others."""
+    import polars as pl
+
+    frames = []
+    for _ in range(draw(st.integers(1, 8))):
+        columns = draw(st.sampled_from(_MIXED_COLUMNS))
+        rows = draw(st.integers(1, 3))
+        data = {}
+        for j, name in enumerate(columns):
+            if name in ("amount", "extra") or (j == 1 and name == "amount"):
+                data[j] = draw(st.lists(st.one_of(st.floats(-10, 150), st.just(np.nan)),
+                                        min_size=rows, max_size=rows))
+            else:
+                data[j] = draw(st.lists(st.sampled_from(["web", "app", "store", "kiosk", None]),
+                                        min_size=rows, max_size=rows))
+        frame = pd.DataFrame(data)
+        frame.columns = columns
+        text = [j for j, name in enumerate(columns) if frame.iloc[:, j].dtype == object]
+        kind = draw(st.sampled_from(["object", "str", "category", "polars"]))
+        if kind in ("str", "category"):
+            for j in text:
+                frame.isetitem(j, frame.iloc[:, j].astype(kind))
+        if kind == "polars" and len(set(columns)) == len(columns):
+            frame = pl.from_pandas(frame)
+        frames.append(frame)
+    return frames
+
+
+def _mixed_figures(frames: list[object], alone: bool) -> tuple:
+    registry = Registry(drain_interval=3600)
+    try:
+        model = inferwatch.instrument(lambda x: 0.5, name="m", version="1",
+                                      registry=registry, reference=_MIXED_REFERENCE)
+        monitor = registry.monitor("m", "1")
+        for frame in frames:
+            model(frame)
+            if alone:
+                monitor.drain()
+        monitor.drain()
+        counters = {name: {k: v for k, v in series.items() if v}
+                    for name, series in monitor.state.counters.items()
+                    if name.startswith(("inferwatch_feature", "inferwatch_input"))}
+        window = monitor.state.extras["drift"]
+        now = monitor.window_time()
+        return counters, window.scores(now)[0], window.observations(now)
+    finally:
+        registry.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_mixed_frames())
+def test_frames_of_text_and_numbers_checked_together_count_what_each_alone_counts(frames):
+    assert _mixed_figures(frames, alone=False) == _mixed_figures(frames, alone=True)
+
+
+def test_frames_of_other_dtypes_are_never_joined_into_one(scraper):
+    # A code past 2**53 is exact as an integer and rounded as a float: joined with a float
+    # frame, the integer frame's code would become another, unseen one.
+    code = 2**53 + 1
+    reference = inferwatch.Reference.from_data(
+        pd.DataFrame({"code": [code, 7] * 50, "channel": ["web", "app"] * 50}),
+        categorical=["code"])
+    model = inferwatch.instrument(lambda x: 0.5, name="m", version="1",
+                                  registry=scraper.registry, reference=reference)
+    model(pd.DataFrame({"code": [code], "channel": ["web"]}))
+    model(pd.DataFrame({"code": [7.0], "channel": ["app"]}))
+    assert scraper.value("inferwatch_feature_unseen_category_total", model="m",
+                         feature="code") in (None, 0)

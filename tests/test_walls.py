@@ -91,6 +91,7 @@ def test_data_quality_depends_only_on_the_catalogue_and_fault_counting():
         "inferwatch.number_ranges",  # the catalogue's range checks, a leaf module
         "inferwatch.frame_values",  # how a call captured a DataFrame's values, a leaf module
         "inferwatch.frame_names",  # which frames name nothing, a leaf module
+        "inferwatch.frame_joins",  # joining small pandas frames, a leaf module
         "inferwatch.exiting"}  # loaded by `import inferwatch` itself: its exit hook
 
 

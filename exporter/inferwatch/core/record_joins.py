@@ -23,7 +23,6 @@ from inferwatch.core.library_columns import (
     is_pandas_frame,
     is_pandas_series,
     is_polars_series,
-    same_columns,
 )
 from inferwatch.core.object_labels import (
     arrow_holds_labels,
@@ -35,6 +34,7 @@ from inferwatch.core.outcome_labels import joinable_labels, kept_label, record_l
 from inferwatch.core.outcome_sizes import row_bytes
 from inferwatch.core.records import label_column
 from inferwatch.core.result_arrays import categorical_codes
+from inferwatch.frame_joins import same_columns
 
 if TYPE_CHECKING:
     from inferwatch.core.outcomes import OutcomeJoiner

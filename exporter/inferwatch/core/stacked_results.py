@@ -28,15 +28,14 @@ from inferwatch.core.library_columns import (
     column_kind,
     frame_dtypes,
     frame_rows,
-    joined_frame,
     label_columns,
     masked_series_arrays,
     polars_kind,
-    same_columns,
 )
 from inferwatch.core.nested_outputs import stackable_maps
 from inferwatch.core.prediction_classes import whole_number_classes
 from inferwatch.core.state import float_array
+from inferwatch.frame_joins import joined_frame, same_columns
 
 _FLOAT_ONLY = {float}
 _TEXT_ONLY = {str}

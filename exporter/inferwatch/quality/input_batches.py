@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from inferwatch import faults
+from inferwatch.frame_joins import joined_frame, same_columns
 from inferwatch.frame_names import default_frame_names
 from inferwatch.frame_values import FrameValues
 from inferwatch.quality.batch_values import PLAIN_SCALARS, is_row
@@ -99,12 +100,16 @@ def batches(inputs: Sequence[Any], width: int | None = None,
             item = item.frame() if values is None else values
         elif names is not None and _is_pandas_frame(item):
             values = _frame_as_rows(item, names, frame_columns)
-            if values is not None:
-                item = values
+            if values is None:
+                other_frames.setdefault(_PANDAS, []).append(item)
+                continue
+            item = values
         elif names is not None and _is_polars_frame(item):
             values = _polars_frame_as_rows(item, names)
-            if values is not None:
-                item = values
+            if values is None:
+                other_frames.setdefault(_POLARS, []).append(item)
+                continue
+            item = values
         elif item.__class__ is list and item and item[0].__class__ is not dict:
             item = _numeric_rows(item)
         if item.__class__ is np.ndarray and item.ndim == 1 and width and item.shape[0] and \
@@ -134,8 +139,10 @@ def batches(inputs: Sequence[Any], width: int | None = None,
             batches.append(item)
     if rows:
         batches.append(rows)
-    for frames in other_frames.values():
-        batches.append(_joined_frames(frames))
+    for key, frames in other_frames.items():
+        batches.extend(_pandas_frames_joined(frames) if key is _PANDAS else
+                       _polars_frames_joined(frames) if key is _POLARS else
+                       [_joined_frames(frames)])
     for same in arrays.values():
         batches.append(same[0] if len(same) == 1 else np.concatenate(same))
     for same in sparse.values():
@@ -163,6 +170,74 @@ def _joined_frames(frames: list[FrameValues]) -> Any:
     pandas = sys.modules["pandas"]  # loaded: the captured frames came from it
     return pandas.DataFrame(np.concatenate([frame.rows() for frame in frames]),
                             columns=frames[0].columns, copy=False)
+
+
+# The keys of other_frames (in batches) for frames of several columns' dtypes, grouped on
+# their own terms below.
+_PANDAS, _POLARS = ("pandas",), ("polars",)
+
+
+def _pandas_frames_joined(frames: list[Any]) -> list[Any]:
+    """pandas DataFrames that are no array of the reference's rows (a text category beside
+    numbers, the usual tabular input; other columns than the reference's), as few frames as
+    check alike: those of the same columns of the same dtypes, joined column by column
+    (:func:`~inferwatch.frame_joins.joined_frame`), one frame a group. A frame is checked
+    alone (120 us for a frame of a row) where joining it could change what it counts: one
+    that names a column twice or nothing (counted once a frame), or has no rows. Its
+    columns are looked at once a group: its other frames have the same."""
+    groups: list[tuple[tuple, Any, list[Any]]] = []
+    alone: list[Any] = []
+    for frame in frames:
+        try:
+            kinds = tuple(frame._mgr.get_dtypes()) if len(frame) else None
+        except Exception:  # a pandas without these internals: checked alone, as before
+            kinds = None
+        if kinds is None:
+            alone.append(frame)
+            continue
+        for group_kinds, columns, members in groups:
+            # Compared, not hashed: pandas makes its text dtype anew for each frame.
+            if group_kinds == kinds and frame.columns.dtype == columns.dtype and \
+                    same_columns([frame], columns):
+                members.append(frame)
+                break
+        else:
+            keys = list(frame.columns)
+            if len(set(map(str, keys))) != len(keys) or default_frame_names(keys):
+                alone.append(frame)
+            else:
+                groups.append((kinds, frame.columns, [frame]))
+    return alone + [members[0] if len(members) == 1 else joined_frame(members)
+                    for _, _, members in groups]
+
+
+def _polars_frames_joined(frames: list[Any]) -> list[Any]:
+    """polars DataFrames that are no array of the reference's rows, joined by
+    ``pl.concat`` where they share one schema (its names and dtypes), one frame a group, on
+    the terms of :func:`_pandas_frames_joined`."""
+    groups: dict[tuple, list[Any]] = {}
+    alone: list[Any] = []
+    for frame in frames:
+        try:
+            schema = tuple(frame.schema.items())
+            names = [name for name, _ in schema]
+            if not frame.height or default_frame_names(names):
+                alone.append(frame)
+                continue
+        except Exception:  # a polars without these: checked alone
+            alone.append(frame)
+            continue
+        groups.setdefault(schema, []).append(frame)
+    joined = []
+    for members in groups.values():
+        if len(members) == 1:
+            joined.append(members[0])
+            continue
+        try:
+            joined.append(sys.modules["polars"].concat(members))
+        except Exception:  # frames polars will not join: each checked alone
+            joined.extend(members)
+    return alone + joined
 
 
 def _stacked_alike(inputs: Sequence[Any], kinds: set[type], width: int | None,
