@@ -36,11 +36,13 @@ _COLUMN_SETS = [
 ]
 
 
-def _figures(frames: list[pd.DataFrame], alone: bool) -> tuple:
+def _figures(frames: list, alone: bool, reference=_REFERENCE) -> tuple:
+    """What checking `frames` (one a call) counts and bins, drained together or (`alone`)
+    each on its own."""
     registry = Registry(drain_interval=3600)
     try:
         model = inferwatch.instrument(lambda x: 0.5, name="m", version="1",
-                                      registry=registry, reference=_REFERENCE)
+                                      registry=registry, reference=reference)
         monitor = registry.monitor("m", "1")
         for frame in frames:
             model(frame)
@@ -127,31 +129,11 @@ def _mixed_frames(draw) -> list[object]:
     return frames
 
 
-def _mixed_figures(frames: list[object], alone: bool) -> tuple:
-    registry = Registry(drain_interval=3600)
-    try:
-        model = inferwatch.instrument(lambda x: 0.5, name="m", version="1",
-                                      registry=registry, reference=_MIXED_REFERENCE)
-        monitor = registry.monitor("m", "1")
-        for frame in frames:
-            model(frame)
-            if alone:
-                monitor.drain()
-        monitor.drain()
-        counters = {name: {k: v for k, v in series.items() if v}
-                    for name, series in monitor.state.counters.items()
-                    if name.startswith(("inferwatch_feature", "inferwatch_input"))}
-        window = monitor.state.extras["drift"]
-        now = monitor.window_time()
-        return counters, window.scores(now)[0], window.observations(now)
-    finally:
-        registry.close()
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_mixed_frames())
 def test_frames_of_text_and_numbers_checked_together_count_what_each_alone_counts(frames):
-    assert _mixed_figures(frames, alone=False) == _mixed_figures(frames, alone=True)
+    assert _figures(frames, False, _MIXED_REFERENCE) == \
+        _figures(frames, True, _MIXED_REFERENCE)
 
 
 def test_frames_of_other_dtypes_are_never_joined_into_one(scraper):
