@@ -542,6 +542,10 @@ def _input_shapes(calls: int) -> list[Row]:
     references = {"one-row DataFrame of four numbers and a text category": Reference.from_data(
         mixed, categorical=["channel"])}
     shapes["one-row DataFrame of four numbers and a text category"] = mixed.iloc[:1].copy()
+    references["object array of a row of four numbers and a text category"] = \
+        references["one-row DataFrame of four numbers and a text category"]
+    shapes["object array of a row of four numbers and a text category"] = \
+        mixed.iloc[:1].to_numpy(dtype=object)
     costs = {}
     for label, x in shapes.items():
         monitors = Registry(drain_interval=3600)

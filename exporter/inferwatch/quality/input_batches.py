@@ -62,11 +62,12 @@ def batches(inputs: Sequence[Any], width: int | None = None,
         dtypes = set(map(DTYPE_OF, inputs))
         # One dtype only: stacking bools with floats makes True the number 1.0 (a seen
         # category "1" where alone it is "True"), and int64 with floats rounds codes past
-        # 2**53, so a call's values would be read by what else its drain held.
+        # 2**53, so a call's values would be read by what else its drain held. Arrays of
+        # Python objects (a text category beside numbers) keep each cell's object, stacked.
         if all(_stackable(shape, wide) for shape in shapes) and len(dtypes) == 1 and \
-                next(iter(dtypes)).kind in "fiub":
+                next(iter(dtypes)).kind in "fiubO":
             return [inputs[0] if len(inputs) == 1 else np.concatenate(inputs)]
-        if width and len(dtypes) == 1 and next(iter(dtypes)).kind in "fiub" and all(
+        if width and len(dtypes) == 1 and next(iter(dtypes)).kind in "fiubO" and all(
                 len(shape) == 1 and shape[0] and (width == 1 or shape[0] == width)
                 for shape in shapes):
             # 1-D arrays: each one row of features (with one feature, its column).
@@ -127,7 +128,7 @@ def batches(inputs: Sequence[Any], width: int | None = None,
             # A list of row dicts (a JSON array of records): its rows join the other calls'
             # rows, as a call's one row dict does, not checked alone (34 us a call).
             rows.extend(item)
-        elif isinstance(item, np.ndarray) and item.ndim == 2 and item.dtype.kind in "fiub" and \
+        elif isinstance(item, np.ndarray) and item.ndim == 2 and item.dtype.kind in "fiubO" and \
                 _stackable(item.shape, item.shape[1] if array_width is None else array_width):
             array_width = item.shape[1]
             arrays.setdefault(item.dtype, []).append(item)
