@@ -528,6 +528,7 @@ def _input_shapes(calls: int) -> list[Row]:
         "2-D array of one row": row.reshape(1, -1),
         "1-D row": row,
         "row dict": dict(zip(names, row.tolist())),
+        "pandas Series of a row (df.iloc[i])": pd.Series(dict(zip(names, row.tolist()))),
         "list of one row dict": [dict(zip(names, row.tolist()))],
         "list of one row": [row.tolist()],
         "one-row DataFrame": pd.DataFrame([row], columns=names),

@@ -111,6 +111,34 @@ def is_row(batch: Any) -> bool:
         all(length(v) is None for v in batch.values())
 
 
+def named_series_row(batch: Any, feature_names: Any) -> dict | None:
+    """A pandas Series labelled by feature names (``df.iloc[i]``, ``pd.Series(payload)``)
+    as the row dict it is: its labels are the features, as a dict's keys are, not its
+    positions. None for anything else, among them a Series labelled by numbers or by
+    labels none of which is a feature (a column of a one-feature model, indexed by its
+    rows). Never raises.
+
+    >>> import pandas as pd
+    >>> named_series_row(pd.Series({"b": 1.0, "a": 5.0}), {"a", "b"})
+    {'b': 1.0, 'a': 5.0}
+    >>> named_series_row(pd.Series([1.0, 5.0]), {"a", "b"}) is None
+    True
+    """
+    cls = type(batch)
+    if cls.__name__ != "Series" or not cls.__module__.startswith("pandas"):
+        return None
+    try:
+        index = batch.index
+        if index.dtype.kind in "biufcmM":  # numbers or times: the rows' labels, not names
+            return None
+        labels = list(index)
+        if not any(str(label) in feature_names for label in labels):
+            return None
+        return dict(zip(labels, batch.tolist()))
+    except Exception:  # an odd Series: read as before
+        return None
+
+
 # Classes of which no value is a column (length() is None for each).
 PLAIN_SCALARS = frozenset({float, int, bool, str, bytes, type(None)})
 

@@ -33,7 +33,14 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.frame_names import default_frame_names
-from inferwatch.quality.batch_values import as_column, is_narrow, is_row, length, one_value
+from inferwatch.quality.batch_values import (
+    as_column,
+    is_narrow,
+    is_row,
+    length,
+    named_series_row,
+    one_value,
+)
 from inferwatch.quality.bin_layout import BinLayout
 from inferwatch.quality.column_checks import ColumnCounts, CompiledColumn, at_precision
 from inferwatch.quality.input_columns import (
@@ -349,6 +356,9 @@ class BatchChecker:
     # --- containers ---------------------------------------------------------------------
 
     def _dispatch(self, batch: Any, result: BatchResult) -> None:
+        row = named_series_row(batch, self._index)
+        if row is not None:  # a Series labelled by features: a row dict, by its labels
+            batch = row
         if is_dataframe(batch):
             self._frame(batch, result)
         elif is_sparse(batch) or is_dmatrix(batch) or is_catboost_pool(batch):

@@ -26,7 +26,7 @@ from inferwatch import faults
 from inferwatch.frame_joins import joined_frame, same_columns
 from inferwatch.frame_names import default_frame_names
 from inferwatch.frame_values import FrameValues
-from inferwatch.quality.batch_values import PLAIN_SCALARS, is_row
+from inferwatch.quality.batch_values import PLAIN_SCALARS, is_row, named_series_row
 from inferwatch.quality.plain_arrays import plain_array
 from inferwatch.quality.sparse_rows import is_sparse
 
@@ -88,6 +88,8 @@ def batches(inputs: Sequence[Any], width: int | None = None,
     # their columns and dtype: one frame a group, not one of 30 us built per call and 40 us
     # checked.
     other_frames: dict[tuple, list[FrameValues]] = {}
+    # Told once a drain: a look per call costs every row dict of the drain.
+    has_series = names is not None and any(map(_is_pandas_series_class, kinds))
     for item in inputs:
         if isinstance(item, np.ndarray) and item.__class__ is not np.ndarray:
             item = plain_array(item)
@@ -113,6 +115,10 @@ def batches(inputs: Sequence[Any], width: int | None = None,
             item = values
         elif item.__class__ is list and item and item[0].__class__ is not dict:
             item = _numeric_rows(item)
+        elif has_series and _is_pandas_series(item):
+            row = named_series_row(item, names)
+            if row is not None:  # df.iloc[i]: a row dict by its labels, among the others
+                item = row
         if item.__class__ is np.ndarray and item.ndim == 1 and width and item.shape[0] and \
                 (width == 1 or item.shape[0] == width):
             # One row of features (with one feature, that feature's column), as the checker
@@ -375,6 +381,14 @@ def _float_columns_as_rows(inputs: Sequence[dict], names: Sequence[str]
     rows = sum(lengths)
     return np.column_stack([np.fromiter(_chain(lists), dtype=np.float64, count=rows)
                             for lists in columns])
+
+
+def _is_pandas_series(item: Any) -> bool:
+    return _is_pandas_series_class(item.__class__)
+
+
+def _is_pandas_series_class(cls: type) -> bool:
+    return cls.__name__ == "Series" and cls.__module__.startswith("pandas")
 
 
 def _is_pandas_frame(item: Any) -> bool:
