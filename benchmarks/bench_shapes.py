@@ -547,6 +547,10 @@ def _input_shapes(calls: int) -> list[Row]:
         references["one-row DataFrame of four numbers and a text category"]
     shapes["object array of a row of four numbers and a text category"] = \
         mixed.iloc[:1].to_numpy(dtype=object)
+    references["dict of columns of four numbers and a text category (JSON)"] = \
+        references["one-row DataFrame of four numbers and a text category"]
+    shapes["dict of columns of four numbers and a text category (JSON)"] = {
+        name: column.tolist() for name, column in mixed.iloc[:1].items()}
     costs = {}
     for label, x in shapes.items():
         monitors = Registry(drain_interval=3600)
