@@ -17,34 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import inferwatch
-from inferwatch.core.registry import Registry
+from input_checks import input_figures
 
 _REFERENCE = inferwatch.Reference.from_data(pd.DataFrame({
     "amount": np.random.default_rng(2).uniform(0, 100, 300),
     "channel": np.random.default_rng(3).choice(["web", "app", "store"], 300)}))
 _CELLS = st.one_of(st.floats(-10, 150), st.just(np.nan), st.none(), st.booleans(),
                    st.integers(0, 5), st.sampled_from(["web", "app", "store", "kiosk", "7"]))
-
-
-def _figures(inputs: list[np.ndarray], alone: bool) -> tuple:
-    registry = Registry(drain_interval=3600)
-    try:
-        model = inferwatch.instrument(lambda x: 0.5, name="m", version="1",
-                                      registry=registry, reference=_REFERENCE)
-        monitor = registry.monitor("m", "1")
-        for x in inputs:
-            model(x)
-            if alone:
-                monitor.drain()
-        monitor.drain()
-        counters = {name: {k: v for k, v in series.items() if v}
-                    for name, series in monitor.state.counters.items()
-                    if name.startswith(("inferwatch_feature", "inferwatch_input"))}
-        window = monitor.state.extras["drift"]
-        now = monitor.window_time()
-        return counters, window.scores(now)[0], window.observations(now)
-    finally:
-        registry.close()
 
 
 @st.composite
@@ -72,7 +51,7 @@ def _inputs(draw) -> list[np.ndarray]:
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_inputs())
 def test_object_arrays_checked_together_count_what_each_alone_counts(inputs):
-    assert _figures(inputs, alone=False) == _figures(inputs, alone=True)
+    assert input_figures(inputs, False, _REFERENCE) == input_figures(inputs, True, _REFERENCE)
 
 
 def test_a_text_category_beside_numbers_in_an_object_array_is_checked(scraper):

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import inferwatch
-from inferwatch.core.registry import Registry
+from input_checks import input_figures
 
 _NAMES = ["a", "b", "c"]
 _TRAIN = pd.DataFrame(np.random.default_rng(1).uniform(0, 10, size=(300, 3)), columns=_NAMES)
@@ -36,29 +36,6 @@ _COLUMN_SETS = [
 ]
 
 
-def _figures(frames: list, alone: bool, reference=_REFERENCE) -> tuple:
-    """What checking `frames` (one a call) counts and bins, drained together or (`alone`)
-    each on its own."""
-    registry = Registry(drain_interval=3600)
-    try:
-        model = inferwatch.instrument(lambda x: 0.5, name="m", version="1",
-                                      registry=registry, reference=reference)
-        monitor = registry.monitor("m", "1")
-        for frame in frames:
-            model(frame)
-            if alone:
-                monitor.drain()
-        monitor.drain()
-        counters = {name: {k: v for k, v in series.items() if v}
-                    for name, series in monitor.state.counters.items()
-                    if name.startswith(("inferwatch_feature", "inferwatch_input"))}
-        window = monitor.state.extras["drift"]
-        now = monitor.window_time()
-        return counters, window.scores(now)[0], window.observations(now)
-    finally:
-        registry.close()
-
-
 @st.composite
 def _frames(draw) -> list[pd.DataFrame]:
     frames = []
@@ -75,7 +52,7 @@ def _frames(draw) -> list[pd.DataFrame]:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_frames())
 def test_frames_checked_together_count_what_each_frame_alone_counts(frames):
-    assert _figures(frames, alone=False) == _figures(frames, alone=True)
+    assert input_figures(frames, False, _REFERENCE) == input_figures(frames, True, _REFERENCE)
 
 
 def test_a_renamed_feature_counts_per_row_in_a_joined_drain(scraper):
@@ -132,8 +109,8 @@ def _mixed_frames(draw) -> list[object]:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_mixed_frames())
 def test_frames_of_text_and_numbers_checked_together_count_what_each_alone_counts(frames):
-    assert _figures(frames, False, _MIXED_REFERENCE) == \
-        _figures(frames, True, _MIXED_REFERENCE)
+    assert input_figures(frames, False, _MIXED_REFERENCE) == \
+        input_figures(frames, True, _MIXED_REFERENCE)
 
 
 def test_frames_of_other_dtypes_are_never_joined_into_one(scraper):

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import inferwatch
-from inferwatch.core.registry import Registry
+from input_checks import input_figures
 
 _REFERENCE = inferwatch.Reference.from_data(pd.DataFrame({
     "amount": np.random.default_rng(2).uniform(0, 100, 300),
@@ -26,27 +26,6 @@ _VALUES = {"amount": st.one_of(st.floats(-10, 150), st.none()),
            "age": st.one_of(st.floats(0, 120), st.just(np.nan)),
            "channel": st.one_of(st.sampled_from(["web", "app", "kiosk"]), st.none()),
            "extra": st.floats(0, 1)}
-
-
-def _figures(inputs: list, alone: bool) -> tuple:
-    registry = Registry(drain_interval=3600)
-    try:
-        model = inferwatch.instrument(lambda x: 0.5, name="m", version="1",
-                                      registry=registry, reference=_REFERENCE)
-        monitor = registry.monitor("m", "1")
-        for x in inputs:
-            model(x)
-            if alone:
-                monitor.drain()
-        monitor.drain()
-        counters = {name: {k: v for k, v in series.items() if v}
-                    for name, series in monitor.state.counters.items()
-                    if name.startswith(("inferwatch_feature", "inferwatch_input"))}
-        window = monitor.state.extras["drift"]
-        now = monitor.window_time()
-        return counters, window.scores(now)[0], window.observations(now)
-    finally:
-        registry.close()
 
 
 @st.composite
@@ -63,7 +42,8 @@ def _rows(draw) -> list[dict]:
 @given(_rows(), st.booleans())
 def test_a_series_labelled_by_features_counts_what_its_row_dict_counts(rows, alone):
     series = [pd.Series(row, dtype=object) for row in rows]
-    assert _figures(series, alone) == _figures(rows, alone)
+    assert input_figures(series, alone, _REFERENCE) == \
+        input_figures(rows, alone, _REFERENCE)
 
 
 def test_a_series_in_another_order_counts_each_value_against_its_own_feature(scraper):
