@@ -92,7 +92,7 @@ def count_input_checks(state: ModelState, feature_labels: Sequence[str],
 
 
 def _by_reference_names(tracker: FeatureTracker, values: dict[str, np.ndarray],
-                        predictions: PredictionBatch | None = None) -> dict[str, np.ndarray]:
+                        predictions: PredictionBatch) -> dict[str, np.ndarray]:
     """`values` under the reference's output names. Probability columns are named by the
     model's ``classes_`` (``"0"``, ``"1"``); a reference profiled with ``prediction_names``
     (``["legit", "fraud"]``) names the same columns in the same order. When no name
@@ -104,7 +104,7 @@ def _by_reference_names(tracker: FeatureTracker, values: dict[str, np.ndarray],
     names = tracker.reference.output_names
     if not values:
         return values
-    if predictions is not None and len(predictions.probability_outputs) == len(names):
+    if len(predictions.probability_outputs) == len(names):
         columns = _live_columns(names, predictions.read_class_names())
         if columns is not None and columns != names and \
                 all(column in values for column in columns):
