@@ -150,14 +150,16 @@ def test_n_requests_count_exactly_n_and_the_merged_p99_is_the_p99_of_all(tmp_pat
     arrived.mkdir()
     env = {"HOLD_DIR": str(arrived), "HOLD_FOR": str(WORKERS)}
     with gunicorn(tmp_path, app, worker_class, env=env) as server:
-        with ThreadPoolExecutor(WORKERS * 8) as pool:
+        with ThreadPoolExecutor(WORKERS * 32) as pool:
             # Holding calls first, a new one each 50 ms until every worker has served one
-            # and sits blocked: then the merge covers all workers by construction.
+            # and sits blocked: then the merge covers all workers by construction. A worker
+            # that boots late finds the others blocked, holding every connection they took
+            # before they blocked: new ones must still come for it (at most one a thread).
             held, sent = [], 0
             deadline = time.monotonic() + 60
             while len(list(arrived.iterdir())) < WORKERS:
                 assert time.monotonic() < deadline, f"{list(arrived.iterdir())} arrived"
-                if sent < WORKERS * 8 - 1:
+                if sent < WORKERS * 32 - 1:
                     held.append(pool.submit(server.predict, float(values[sent]), hold=True))
                     sent += 1
                 time.sleep(0.05)
